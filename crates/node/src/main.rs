@@ -1,0 +1,2 @@
+//! branchd
+fn main() {}
