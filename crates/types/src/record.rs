@@ -1,0 +1,691 @@
+//! Records: the facts a branch signs (DESIGN.md §2).
+//!
+//! A [`Record`] is the unsigned content; a [`SignedRecord`] adds the branch's signature and
+//! optional co-signatures. The record's id is the hash of its canonical unsigned bytes, so an
+//! identical replay has the same id and is refused as a duplicate, and re-encoding a signature
+//! cannot make a "new" record.
+
+use std::collections::BTreeSet;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use branchledger_crypto::{
+    hash_tagged, signing_bytes, Domain, Hash, PublicKey, Signature, Signer,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{decode, encode, DecodeError};
+use crate::ids::{check_ident, BranchId, Date, IssueId, MeetingId, MemberId, Period};
+use crate::limits::*;
+use crate::validation::{
+    check_count, check_range, check_text, Rule, Validation, ValidationError,
+};
+
+macro_rules! named_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(
+            Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash,
+            BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+        )]
+        #[borsh(use_discriminant = false)]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration (and encoding) order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// Every value's name.
+            pub const NAMES: &'static [&'static str] = &[$($text),+];
+
+            /// The value's name, as used by the API, the CLI and CSV files.
+            pub fn as_str(&self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            /// Parses a name, naming `field` and the allowed names on failure.
+            pub fn parse_field(field: &str, text: &str) -> Result<Self, ValidationError> {
+                match text {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(ValidationError::new(field, Rule::Enum {
+                        allowed: Self::NAMES,
+                        actual: text.to_owned(),
+                    })),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = ValidationError;
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                Self::parse_field(stringify!($name), text)
+            }
+        }
+    };
+}
+
+named_enum!(
+    /// A member's standing.
+    MemberStatus {
+        /// A full member.
+        Full => "full",
+        /// A probationary member.
+        Probationary => "probationary",
+    }
+);
+
+named_enum!(
+    /// Why a member left.
+    LeaveReason {
+        /// Left of their own will.
+        Resigned => "resigned",
+        /// Removed by the organisation.
+        Removed => "removed",
+        /// Died.
+        Deceased => "deceased",
+        /// Anything else.
+        Other => "other",
+    }
+);
+
+named_enum!(
+    /// How a study session was held.
+    StudyForm {
+        /// Alone.
+        SelfStudy => "self",
+        /// In a group.
+        Group => "group",
+        /// At a lecture.
+        Lecture => "lecture",
+        /// Online.
+        Online => "online",
+    }
+);
+
+named_enum!(
+    /// The kinds of meeting of DESIGN.md §2 ("three meetings and one lecture" and more).
+    MeetingKind {
+        /// Branch assembly (支部党员大会).
+        BranchAssembly => "branch_assembly",
+        /// Branch committee (支委会).
+        Committee => "committee",
+        /// Group meeting (党小组会).
+        Group => "group",
+        /// Lecture (党课).
+        Lecture => "lecture",
+        /// Organisational life meeting (组织生活会).
+        OrganisationalLife => "organisational_life",
+        /// Themed day (主题党日).
+        ThemedDay => "themed_day",
+    }
+);
+
+named_enum!(
+    /// Why a member missed a meeting.
+    AbsenceReason {
+        /// Illness.
+        Illness => "illness",
+        /// Work duties.
+        Work => "work",
+        /// Travelling or posted elsewhere.
+        Travel => "travel",
+        /// Family matters.
+        Family => "family",
+        /// Anything else.
+        Other => "other",
+    }
+);
+
+/// A member joined the signing branch.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct MemberJoined {
+    /// The new member's id, unused chain-wide.
+    pub member_id: MemberId,
+    /// The day they joined.
+    pub joined_on: Date,
+    /// Full or probationary.
+    pub status: MemberStatus,
+    /// Works away from the home branch (may attend other branches' meetings as a guest).
+    pub mobile: bool,
+    /// The member's own key, if they co-sign their records.
+    pub member_key: Option<PublicKey>,
+}
+
+/// The signing branch hands a member to another branch.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct MemberTransferred {
+    /// The member.
+    pub member_id: MemberId,
+    /// The receiving branch.
+    pub to_branch: BranchId,
+}
+
+/// The signing branch accepts a member transferred to it.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct MemberAccepted {
+    /// The member.
+    pub member_id: MemberId,
+    /// The branch that transferred them.
+    pub from_branch: BranchId,
+}
+
+/// A member left the signing branch.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct MemberLeft {
+    /// The member.
+    pub member_id: MemberId,
+    /// Why.
+    pub reason: LeaveReason,
+}
+
+/// A member studied.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct StudySession {
+    /// The member.
+    pub member_id: MemberId,
+    /// What was studied, at most [`MATERIAL_CHARS_MAX`] characters.
+    pub material: String,
+    /// How long, 1..=[`STUDY_MINUTES_MAX`] minutes.
+    pub minutes: u16,
+    /// How.
+    pub form: StudyForm,
+    /// When.
+    pub occurred_on: Date,
+}
+
+/// A member paid dues for a month.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct DuesPaid {
+    /// The member.
+    pub member_id: MemberId,
+    /// The month paid for.
+    pub period: Period,
+    /// Amount in minor units (e.g. fen), 1..=[`DUES_AMOUNT_MINOR_MAX`].
+    pub amount_minor: u64,
+    /// Salted commitment to the payment reference; the salt stays off chain.
+    pub reference_commitment: Option<Hash>,
+}
+
+/// Someone attended a meeting.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Attendee {
+    /// The member.
+    pub member_id: MemberId,
+    /// A mobile member of another branch attending as a guest.
+    pub guest: bool,
+}
+
+/// Someone missed a meeting.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Absentee {
+    /// The member.
+    pub member_id: MemberId,
+    /// Why.
+    pub reason: AbsenceReason,
+}
+
+/// A meeting was held.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct MeetingHeld {
+    /// The meeting's id, unused chain-wide.
+    pub meeting_id: MeetingId,
+    /// Which kind.
+    pub kind: MeetingKind,
+    /// The topic, at most [`TOPIC_CHARS_MAX`] characters.
+    pub topic: String,
+    /// When.
+    pub held_on: Date,
+    /// Who attended, 1..=[`MEETING_ATTENDEES_MAX`].
+    pub attendees: Vec<Attendee>,
+    /// Who was absent, with reasons, at most [`MEETING_ABSENTEES_MAX`].
+    pub absentees: Vec<Absentee>,
+}
+
+/// Who an issue concerns.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssueScope {
+    /// One member.
+    Member(MemberId),
+    /// The branch as a whole.
+    Branch,
+    /// A request from the public.
+    Public,
+}
+
+/// A problem was raised into the issue pool.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct IssueRaised {
+    /// The issue's id, unused chain-wide.
+    pub issue_id: IssueId,
+    /// Who it concerns.
+    pub scope: IssueScope,
+    /// A title, at most [`TITLE_CHARS_MAX`] characters.
+    pub title: String,
+    /// When.
+    pub raised_on: Date,
+}
+
+/// Members claimed an open issue (one, or a pair or group working together).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct IssueClaimed {
+    /// The issue.
+    pub issue_id: IssueId,
+    /// The claimants, 1..=[`ISSUE_CLAIMANTS_MAX`], distinct.
+    pub claimants: Vec<MemberId>,
+}
+
+/// Work on a claimed issue progressed.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct IssueProgress {
+    /// The issue.
+    pub issue_id: IssueId,
+    /// Percent done, 0..=100, never lower than before.
+    pub percent: u8,
+    /// A note, at most [`NOTE_CHARS_MAX`] characters.
+    pub note: String,
+}
+
+/// A claimed issue was resolved (published).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct IssueResolved {
+    /// The issue.
+    pub issue_id: IssueId,
+    /// What was done, at most [`SUMMARY_CHARS_MAX`] characters.
+    pub summary: String,
+}
+
+/// Who reviewed a resolved issue.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reviewer {
+    /// A member.
+    Member(MemberId),
+    /// The public.
+    Public,
+}
+
+/// A resolved issue was rated.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct IssueReviewed {
+    /// The issue.
+    pub issue_id: IssueId,
+    /// Rating, 1..=5.
+    pub rating: u8,
+    /// Who rated it.
+    pub by: Reviewer,
+}
+
+/// A correction of an earlier record by the same branch. The original stays on chain;
+/// queries show the corrected view and the history.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Correction {
+    /// The id of the record corrected.
+    pub target: Hash,
+    /// Why, at most [`REASON_CHARS_MAX`] characters.
+    pub reason: String,
+    /// The body that replaces the original's, of the same kind; none retracts the original.
+    pub replacement: Option<Box<RecordBody>>,
+}
+
+/// What a record says.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RecordBody {
+    /// See [`MemberJoined`].
+    MemberJoined(MemberJoined),
+    /// See [`MemberTransferred`].
+    MemberTransferred(MemberTransferred),
+    /// See [`MemberAccepted`].
+    MemberAccepted(MemberAccepted),
+    /// See [`MemberLeft`].
+    MemberLeft(MemberLeft),
+    /// See [`StudySession`].
+    StudySession(StudySession),
+    /// See [`DuesPaid`].
+    DuesPaid(DuesPaid),
+    /// See [`MeetingHeld`].
+    MeetingHeld(MeetingHeld),
+    /// See [`IssueRaised`].
+    IssueRaised(IssueRaised),
+    /// See [`IssueClaimed`].
+    IssueClaimed(IssueClaimed),
+    /// See [`IssueProgress`].
+    IssueProgress(IssueProgress),
+    /// See [`IssueResolved`].
+    IssueResolved(IssueResolved),
+    /// See [`IssueReviewed`].
+    IssueReviewed(IssueReviewed),
+    /// See [`Correction`].
+    Correction(Correction),
+}
+
+named_enum!(
+    /// The kind of a record, for indices and queries.
+    RecordKind {
+        /// [`MemberJoined`].
+        MemberJoined => "member_joined",
+        /// [`MemberTransferred`].
+        MemberTransferred => "member_transferred",
+        /// [`MemberAccepted`].
+        MemberAccepted => "member_accepted",
+        /// [`MemberLeft`].
+        MemberLeft => "member_left",
+        /// [`StudySession`].
+        StudySession => "study_session",
+        /// [`DuesPaid`].
+        DuesPaid => "dues_paid",
+        /// [`MeetingHeld`].
+        MeetingHeld => "meeting_held",
+        /// [`IssueRaised`].
+        IssueRaised => "issue_raised",
+        /// [`IssueClaimed`].
+        IssueClaimed => "issue_claimed",
+        /// [`IssueProgress`].
+        IssueProgress => "issue_progress",
+        /// [`IssueResolved`].
+        IssueResolved => "issue_resolved",
+        /// [`IssueReviewed`].
+        IssueReviewed => "issue_reviewed",
+        /// [`Correction`].
+        Correction => "correction",
+    }
+);
+
+impl RecordBody {
+    /// The kind of this body.
+    pub fn kind(&self) -> RecordKind {
+        match self {
+            RecordBody::MemberJoined(_) => RecordKind::MemberJoined,
+            RecordBody::MemberTransferred(_) => RecordKind::MemberTransferred,
+            RecordBody::MemberAccepted(_) => RecordKind::MemberAccepted,
+            RecordBody::MemberLeft(_) => RecordKind::MemberLeft,
+            RecordBody::StudySession(_) => RecordKind::StudySession,
+            RecordBody::DuesPaid(_) => RecordKind::DuesPaid,
+            RecordBody::MeetingHeld(_) => RecordKind::MeetingHeld,
+            RecordBody::IssueRaised(_) => RecordKind::IssueRaised,
+            RecordBody::IssueClaimed(_) => RecordKind::IssueClaimed,
+            RecordBody::IssueProgress(_) => RecordKind::IssueProgress,
+            RecordBody::IssueResolved(_) => RecordKind::IssueResolved,
+            RecordBody::IssueReviewed(_) => RecordKind::IssueReviewed,
+            RecordBody::Correction(_) => RecordKind::Correction,
+        }
+    }
+
+    /// The member a record is about, if it is about one member.
+    pub fn member_id(&self) -> Option<&MemberId> {
+        match self {
+            RecordBody::MemberJoined(b) => Some(&b.member_id),
+            RecordBody::MemberTransferred(b) => Some(&b.member_id),
+            RecordBody::MemberAccepted(b) => Some(&b.member_id),
+            RecordBody::MemberLeft(b) => Some(&b.member_id),
+            RecordBody::StudySession(b) => Some(&b.member_id),
+            RecordBody::DuesPaid(b) => Some(&b.member_id),
+            _ => None,
+        }
+    }
+
+    /// Stateless rules: lengths, ranges, charsets, dates, distinctness. Field paths start at
+    /// the body (`minutes`, `attendees[2].member_id`).
+    pub fn validate(&self) -> Validation {
+        match self {
+            RecordBody::MemberJoined(b) => {
+                b.member_id.validate("member_id")?;
+                b.joined_on.validate("joined_on")
+            }
+            RecordBody::MemberTransferred(b) => {
+                b.member_id.validate("member_id")?;
+                b.to_branch.validate("to_branch")
+            }
+            RecordBody::MemberAccepted(b) => {
+                b.member_id.validate("member_id")?;
+                b.from_branch.validate("from_branch")
+            }
+            RecordBody::MemberLeft(b) => b.member_id.validate("member_id"),
+            RecordBody::StudySession(b) => {
+                b.member_id.validate("member_id")?;
+                check_text("material", &b.material, MATERIAL_CHARS_MAX, false)?;
+                check_range("minutes", u64::from(b.minutes), 1, u64::from(STUDY_MINUTES_MAX))?;
+                b.occurred_on.validate("occurred_on")
+            }
+            RecordBody::DuesPaid(b) => {
+                b.member_id.validate("member_id")?;
+                b.period.validate("period")?;
+                check_range("amount_minor", b.amount_minor, 1, DUES_AMOUNT_MINOR_MAX)
+            }
+            RecordBody::MeetingHeld(b) => validate_meeting(b),
+            RecordBody::IssueRaised(b) => {
+                b.issue_id.validate("issue_id")?;
+                if let IssueScope::Member(member) = &b.scope {
+                    member.validate("scope.member")?;
+                }
+                check_text("title", &b.title, TITLE_CHARS_MAX, false)?;
+                b.raised_on.validate("raised_on")
+            }
+            RecordBody::IssueClaimed(b) => {
+                b.issue_id.validate("issue_id")?;
+                check_count("claimants", b.claimants.len(), 1, ISSUE_CLAIMANTS_MAX)?;
+                let mut seen = BTreeSet::new();
+                for (i, member) in b.claimants.iter().enumerate() {
+                    let field = format!("claimants[{i}]");
+                    member.validate(&field)?;
+                    if !seen.insert(member) {
+                        return Err(ValidationError::new(
+                            field,
+                            Rule::Duplicate {
+                                value: member.to_string(),
+                            },
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            RecordBody::IssueProgress(b) => {
+                b.issue_id.validate("issue_id")?;
+                check_range("percent", u64::from(b.percent), 0, 100)?;
+                check_text("note", &b.note, NOTE_CHARS_MAX, true)
+            }
+            RecordBody::IssueResolved(b) => {
+                b.issue_id.validate("issue_id")?;
+                check_text("summary", &b.summary, SUMMARY_CHARS_MAX, false)
+            }
+            RecordBody::IssueReviewed(b) => {
+                b.issue_id.validate("issue_id")?;
+                check_range("rating", u64::from(b.rating), 1, 5)?;
+                if let Reviewer::Member(member) = &b.by {
+                    member.validate("by.member")?;
+                }
+                Ok(())
+            }
+            RecordBody::Correction(b) => {
+                check_text("reason", &b.reason, REASON_CHARS_MAX, false)?;
+                if let Some(replacement) = &b.replacement {
+                    if replacement.kind() == RecordKind::Correction {
+                        return Err(ValidationError::new(
+                            "replacement",
+                            Rule::NotAllowed {
+                                reason: "a correction cannot replace a record with another correction",
+                            },
+                        ));
+                    }
+                    replacement.validate().map_err(|e| e.within("replacement"))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn validate_meeting(b: &MeetingHeld) -> Validation {
+    b.meeting_id.validate("meeting_id")?;
+    check_text("topic", &b.topic, TOPIC_CHARS_MAX, false)?;
+    b.held_on.validate("held_on")?;
+    check_count("attendees", b.attendees.len(), 1, MEETING_ATTENDEES_MAX)?;
+    check_count("absentees", b.absentees.len(), 0, MEETING_ABSENTEES_MAX)?;
+    let mut seen = BTreeSet::new();
+    for (i, attendee) in b.attendees.iter().enumerate() {
+        let field = format!("attendees[{i}].member_id");
+        attendee.member_id.validate(&field)?;
+        if !seen.insert(&attendee.member_id) {
+            return Err(ValidationError::new(
+                field,
+                Rule::Duplicate {
+                    value: attendee.member_id.to_string(),
+                },
+            ));
+        }
+    }
+    for (i, absentee) in b.absentees.iter().enumerate() {
+        let field = format!("absentees[{i}].member_id");
+        absentee.member_id.validate(&field)?;
+        if !seen.insert(&absentee.member_id) {
+            return Err(ValidationError::new(
+                field,
+                Rule::Duplicate {
+                    value: absentee.member_id.to_string(),
+                },
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The unsigned content of a record.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Record {
+    /// The chain this record is for (also inside the signed bytes).
+    pub chain_id: String,
+    /// The branch that signs it.
+    pub branch_id: BranchId,
+    /// When the branch created it, Unix milliseconds.
+    pub created_at_ms: u64,
+    /// A client nonce, so two otherwise equal records can both be submitted.
+    pub nonce: u64,
+    /// What it says.
+    pub body: RecordBody,
+}
+
+impl Record {
+    /// The canonical bytes of this record (what the id hashes and the signature covers).
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// The record id: `H(tag_record_id ‖ canonical(record))`.
+    pub fn id(&self) -> Hash {
+        hash_tagged(Domain::RecordId, &[&self.canonical_bytes()])
+    }
+
+    /// The bytes the branch signs.
+    pub fn signing_message(&self) -> Vec<u8> {
+        signing_bytes(Domain::Record, &self.chain_id, &self.canonical_bytes())
+    }
+
+    /// The bytes a co-signer signs.
+    pub fn co_signing_message(&self) -> Vec<u8> {
+        signing_bytes(
+            Domain::RecordCoSignature,
+            &self.chain_id,
+            &self.canonical_bytes(),
+        )
+    }
+
+    /// Stateless rules for the whole record. Field paths start at the record
+    /// (`chain_id`, `branch_id`, `body.minutes`).
+    pub fn validate(&self) -> Validation {
+        check_ident("chain_id", &self.chain_id)?;
+        self.branch_id.validate("branch_id")?;
+        self.body.validate().map_err(|e| e.within("body"))
+    }
+
+    /// Signs with the branch key.
+    pub fn sign(self, branch_key: &dyn Signer) -> SignedRecord {
+        let signature = branch_key.sign(&self.signing_message());
+        SignedRecord {
+            record: self,
+            signature,
+            co_signatures: Vec::new(),
+        }
+    }
+}
+
+/// A co-signature on a record, e.g. by the member's own key.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct CoSignature {
+    /// The co-signer's key.
+    pub public_key: PublicKey,
+    /// Signature over [`Record::co_signing_message`].
+    pub signature: Signature,
+}
+
+/// A record with its branch signature and co-signatures: what travels and is stored.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct SignedRecord {
+    /// The content.
+    pub record: Record,
+    /// The branch's signature over [`Record::signing_message`].
+    pub signature: Signature,
+    /// Co-signatures, at most [`CO_SIGNATURES_MAX`], distinct keys.
+    pub co_signatures: Vec<CoSignature>,
+}
+
+impl SignedRecord {
+    /// The record id (of the unsigned content).
+    pub fn id(&self) -> Hash {
+        self.record.id()
+    }
+
+    /// Adds a co-signature.
+    pub fn co_sign(mut self, signer: &dyn Signer) -> SignedRecord {
+        let signature = signer.sign(&self.record.co_signing_message());
+        self.co_signatures.push(CoSignature {
+            public_key: signer.public_key(),
+            signature,
+        });
+        self
+    }
+
+    /// Canonical bytes of the whole envelope.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        encode(self)
+    }
+
+    /// Decodes an envelope, at most [`RECORD_BYTES_MAX`] bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<SignedRecord, DecodeError> {
+        decode("signed record", bytes, RECORD_BYTES_MAX)
+    }
+
+    /// Stateless rules for the record and the envelope (co-signature count and distinctness).
+    /// Signatures are checked by the verifier, which knows the keys.
+    pub fn validate(&self) -> Validation {
+        self.record.validate()?;
+        check_count("co_signatures", self.co_signatures.len(), 0, CO_SIGNATURES_MAX)?;
+        let mut seen = BTreeSet::new();
+        for (i, co) in self.co_signatures.iter().enumerate() {
+            if !seen.insert(co.public_key) {
+                return Err(ValidationError::new(
+                    format!("co_signatures[{i}].public_key"),
+                    Rule::Duplicate {
+                        value: co.public_key.to_hex(),
+                    },
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A salted commitment to a value that could be guessed (e.g. a payment reference):
+/// `H(tag_commitment ‖ u32_le(len(salt)) ‖ salt ‖ value)`. The salt stays off chain.
+pub fn commitment(salt: &[u8], value: &[u8]) -> Hash {
+    hash_tagged(
+        Domain::Commitment,
+        &[&(salt.len() as u32).to_le_bytes(), salt, value],
+    )
+}
