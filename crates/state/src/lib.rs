@@ -1,1 +1,184 @@
-//! placeholder
+//! The state rules: how a block's records change derived state.
+//!
+//! Derived state lives in named [`Table`]s of key → value bytes (borsh). Applying a block
+//! reads through a [`StateReader`] (RocksDB in the node, a `BTreeMap` in tests, the simulator
+//! and the auditor) and produces a [`StateDelta`]: the ordered set of writes. The storage
+//! crate writes the delta in the block's atomic batch; the block's `state_digest` chains the
+//! hash of the delta onto the previous digest, so two nodes whose derived state diverges
+//! disagree at the first divergent block.
+//!
+//! This crate is pure: no IO, no clock (the block time is an argument), no randomness, no
+//! `HashMap` in anything that is hashed.
+
+use std::collections::BTreeMap;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use branchledger_crypto::{hash_tagged, Domain, Hash};
+
+/// A table of derived state. Each is a column family in storage. Keys are built by the
+/// functions in [`keys`]; values are borsh of the types in this crate. Identifiers never
+/// contain a zero byte, so `id ‖ 0x00 ‖ …` keys sort and prefix-scan unambiguously; integers
+/// in keys are big-endian so byte order is numeric order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
+#[borsh(use_discriminant = true)]
+#[repr(u8)]
+pub enum Table {
+    /// `member_id` → the member's registry entry (branch, status, active, pending transfer).
+    Members = 1,
+    /// `branch_id ‖ 0 ‖ member_id` → empty: the members currently active in a branch.
+    BranchMembers = 2,
+    /// `member_id ‖ 0 ‖ height(u64 BE) ‖ index(u32 BE)` → record id: a member's records in
+    /// commit order.
+    MemberHistory = 3,
+    /// `branch_id ‖ 0 ‖ kind(u8) ‖ year(u16 BE) ‖ month(u8) ‖ height(u64 BE) ‖ index(u32 BE)`
+    /// → record id: records by branch, kind and period, in commit order.
+    RecordsByBranchKindPeriod = 4,
+    /// `member_id ‖ 0 ‖ year(u16 BE) ‖ month(u8)` → study totals of a member for a month.
+    StudyByMember = 5,
+    /// `branch_id ‖ 0 ‖ year(u16 BE) ‖ month(u8)` → study totals of a branch for a month.
+    StudyByBranch = 6,
+    /// `member_id ‖ 0 ‖ year(u16 BE) ‖ month(u8)` → dues a member paid for a month.
+    DuesByMember = 7,
+    /// `branch_id ‖ 0 ‖ year(u16 BE) ‖ month(u8)` → dues a branch's members paid for a month.
+    DuesByBranch = 8,
+    /// `meeting_id` → the meeting's entry (branch, kind, date).
+    Meetings = 9,
+    /// `branch_id ‖ 0 ‖ kind(u8) ‖ year(u16 BE) ‖ month(u8)` → meeting totals of a branch.
+    MeetingsByBranch = 10,
+    /// `issue_id` → the issue's state (open, claimed, progress, resolved, rating).
+    Issues = 11,
+    /// `record_id` → the effective body of a correctable record and the corrections made to it.
+    Correctable = 12,
+    /// `branch_id` → branch-wide counters (active members, records, issues resolved).
+    BranchStats = 13,
+}
+
+impl Table {
+    /// Every state table.
+    pub const ALL: &'static [Table] = &[
+        Table::Members,
+        Table::BranchMembers,
+        Table::MemberHistory,
+        Table::RecordsByBranchKindPeriod,
+        Table::StudyByMember,
+        Table::StudyByBranch,
+        Table::DuesByMember,
+        Table::DuesByBranch,
+        Table::Meetings,
+        Table::MeetingsByBranch,
+        Table::Issues,
+        Table::Correctable,
+        Table::BranchStats,
+    ];
+
+    /// The table's name (its column family).
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Members => "state_members",
+            Table::BranchMembers => "state_branch_members",
+            Table::MemberHistory => "index_member_history",
+            Table::RecordsByBranchKindPeriod => "index_branch_kind_period",
+            Table::StudyByMember => "agg_study_by_member",
+            Table::StudyByBranch => "agg_study_by_branch",
+            Table::DuesByMember => "agg_dues_by_member",
+            Table::DuesByBranch => "agg_dues_by_branch",
+            Table::Meetings => "state_meetings",
+            Table::MeetingsByBranch => "agg_meetings_by_branch",
+            Table::Issues => "state_issues",
+            Table::Correctable => "state_correctable",
+            Table::BranchStats => "agg_branch_stats",
+        }
+    }
+}
+
+/// Key layouts of the state tables (see [`Table`]). Storage and queries use these to build
+/// keys and prefixes; nothing else may.
+pub mod keys {
+    use branchledger_types::{Period, RecordKind};
+
+    /// `id ‖ 0`.
+    pub fn id_prefix(id: &str) -> Vec<u8> {
+        let mut key = Vec::with_capacity(id.len() + 16);
+        key.extend_from_slice(id.as_bytes());
+        key.push(0);
+        key
+    }
+
+    /// `id ‖ 0 ‖ year ‖ month`.
+    pub fn id_period(id: &str, period: Period) -> Vec<u8> {
+        let mut key = id_prefix(id);
+        key.extend_from_slice(&period.year.to_be_bytes());
+        key.push(period.month);
+        key
+    }
+
+    /// `member_id ‖ 0 ‖ height ‖ index` for [`super::Table::MemberHistory`].
+    pub fn member_history(member_id: &str, height: u64, index: u32) -> Vec<u8> {
+        let mut key = id_prefix(member_id);
+        key.extend_from_slice(&height.to_be_bytes());
+        key.extend_from_slice(&index.to_be_bytes());
+        key
+    }
+
+    /// The kind's byte in keys: its position in [`RecordKind::ALL`].
+    pub fn kind_byte(kind: RecordKind) -> u8 {
+        RecordKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .map_or(u8::MAX, |i| i as u8)
+    }
+
+    /// `branch_id ‖ 0 ‖ kind` — prefix of every key of one branch and kind.
+    pub fn branch_kind_prefix(branch_id: &str, kind: RecordKind) -> Vec<u8> {
+        let mut key = id_prefix(branch_id);
+        key.push(kind_byte(kind));
+        key
+    }
+
+    /// `branch_id ‖ 0 ‖ kind ‖ year ‖ month` — prefix of one branch, kind and period.
+    pub fn branch_kind_period_prefix(branch_id: &str, kind: RecordKind, period: Period) -> Vec<u8> {
+        let mut key = branch_kind_prefix(branch_id, kind);
+        key.extend_from_slice(&period.year.to_be_bytes());
+        key.push(period.month);
+        key
+    }
+
+    /// Full key for [`super::Table::RecordsByBranchKindPeriod`].
+    pub fn branch_kind_period(
+        branch_id: &str,
+        kind: RecordKind,
+        period: Period,
+        height: u64,
+        index: u32,
+    ) -> Vec<u8> {
+        let mut key = branch_kind_period_prefix(branch_id, kind, period);
+        key.extend_from_slice(&height.to_be_bytes());
+        key.extend_from_slice(&index.to_be_bytes());
+        key
+    }
+}
+
+/// Reads current derived state (as of the end of the previous block).
+pub trait StateReader {
+    /// The value under `key` in `table`, if any.
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError>;
+}
+
+/// A state read that failed (storage error or corrupt value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("state read failed: {0}")]
+pub struct ReadError(pub String);
+
+/// The writes a block makes to derived state, ordered by table and key. `None` deletes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct StateDelta {
+    /// Table and key → new value (or deletion).
+    pub writes: BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>,
+}
+
+impl StateDelta {
+    /// The digest after this delta: `H(tag ‖ previous ‖ canonical(delta))`.
+    pub fn chain_digest(&self, previous: &Hash) -> Hash {
+        hash_tagged(Domain::StateDigest, &[&previous.0, &borsh::to_vec(self).expect("vec write")])
+    }
+}
