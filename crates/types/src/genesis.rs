@@ -394,3 +394,139 @@ pub fn proposer(n: usize, height: Height, round: Round) -> ValidatorIndex {
     assert!(n > 0, "a validator set is never empty");
     ((height + u64::from(round)) % n as u64) as ValidatorIndex
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use branchledger_crypto::{Keypair, Signer};
+
+    fn sample() -> Genesis {
+        let key = |seed: u8| Keypair::from_seed([seed; 32]).public_key();
+        Genesis {
+            chain_id: "test-chain".into(),
+            genesis_time_ms: 1_700_000_000_000,
+            validators: (0..4)
+                .map(|i| Validator {
+                    name: format!("v{i}"),
+                    branch_id: BranchId(format!("b{}", i % 2)),
+                    consensus_key: key(10 + i),
+                    peer_id: peer_id_of(&key(20 + i)),
+                })
+                .collect(),
+            branches: (0..2)
+                .map(|i| Branch {
+                    branch_id: BranchId(format!("b{i}")),
+                    name: format!("Branch {i}"),
+                    signing_key: key(30 + i),
+                })
+                .collect(),
+            consensus: ConsensusParams::default(),
+            rules: Rules {
+                meetings: vec![MeetingRule {
+                    kind: MeetingKind::Committee,
+                    at_least: 1,
+                    per: RulePeriod::Month,
+                }],
+                study: StudyRule {
+                    minutes_per_member_per_month: 600,
+                },
+                dues_minor_per_month: 100,
+            },
+        }
+    }
+
+    fn field_of(result: Result<(), GenesisError>) -> String {
+        match result {
+            Err(GenesisError::Invalid { field, .. }) => field,
+            other => panic!("expected an invalid field, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sample_is_valid_and_round_trips_through_json() {
+        let genesis = sample();
+        assert_eq!(genesis.validate(), Ok(()));
+        assert_eq!(Genesis::from_json(&genesis.to_json()), Ok(genesis));
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        let mut g = sample();
+        g.validators[1].consensus_key = g.validators[0].consensus_key;
+        assert_eq!(field_of(g.validate()), "validators[1].consensus_key");
+        let mut g = sample();
+        g.validators[0].consensus_key = g.branches[1].signing_key;
+        assert_eq!(field_of(g.validate()), "validators[0].consensus_key");
+        let mut g = sample();
+        g.validators[2].peer_id = g.validators[0].peer_id.clone();
+        assert_eq!(field_of(g.validate()), "validators[2].peer_id");
+        let mut g = sample();
+        g.branches[1].branch_id = g.branches[0].branch_id.clone();
+        assert_eq!(field_of(g.validate()), "branches[1].branch_id");
+    }
+
+    #[test]
+    fn unknown_branch_is_refused() {
+        let mut g = sample();
+        g.validators[3].branch_id = BranchId("nowhere".into());
+        let error = g.validate().expect_err("unknown branch");
+        assert!(error.to_string().contains("validators[3].branch_id"), "{error}");
+        assert!(error.to_string().contains("unknown branch nowhere"), "{error}");
+    }
+
+    #[test]
+    fn bad_key_encodings_are_refused() {
+        let json = sample().to_json();
+        let good = sample().branches[0].signing_key.to_hex();
+        // Too short.
+        let short = json.replace(&good, "abcd");
+        assert!(matches!(Genesis::from_json(&short), Err(GenesisError::Parse(m)) if m.contains("expected 32 bytes")));
+        // Not hex.
+        let not_hex = json.replace(&good, &"zz".repeat(32));
+        assert!(matches!(Genesis::from_json(&not_hex), Err(GenesisError::Parse(m)) if m.contains("not hexadecimal")));
+        // A small-order point (the identity).
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = json.replace(&good, &hex::encode(identity));
+        let error = Genesis::from_json(&weak).expect_err("weak key");
+        assert!(error.to_string().contains("branches[0].signing_key"), "{error}");
+        assert!(error.to_string().contains("small-order"), "{error}");
+        // A peer id that is not an Ed25519 libp2p id.
+        let mut g = sample();
+        g.validators[0].peer_id = "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N".into();
+        assert_eq!(field_of(g.validate()), "validators[0].peer_id");
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_parameters_are_refused() {
+        let json = sample().to_json().replacen("\"chain_id\"", "\"colour\": 1,\n  \"chain_id\"", 1);
+        assert!(matches!(Genesis::from_json(&json), Err(GenesisError::Parse(m)) if m.contains("unknown field `colour`")));
+        let mut g = sample();
+        g.consensus.max_block_records = 0;
+        assert_eq!(field_of(g.validate()), "consensus.max_block_records");
+        let mut g = sample();
+        g.rules.meetings.push(g.rules.meetings[0].clone());
+        assert_eq!(field_of(g.validate()), "rules.meetings[1]");
+        let mut g = sample();
+        g.validators.clear();
+        assert_eq!(field_of(g.validate()), "validators");
+    }
+
+    #[test]
+    fn proposer_rotates_by_height_and_round() {
+        let set = sample().validator_set();
+        assert_eq!(set.quorum(), 3);
+        assert_eq!(set.proposer(1, 0), 1);
+        assert_eq!(set.proposer(1, 3), 0);
+        assert_eq!(set.proposer(4, 1), 1);
+        assert_eq!(quorum(1), 1);
+        assert_eq!(quorum(3), 3);
+        assert_eq!(quorum(7), 5);
+    }
+
+    #[test]
+    fn peer_id_round_trips() {
+        let key = Keypair::from_seed([5; 32]).public_key();
+        assert_eq!(peer_id_ed25519_key(&peer_id_of(&key)), Ok(key));
+    }
+}

@@ -689,3 +689,116 @@ pub fn commitment(salt: &[u8], value: &[u8]) -> Hash {
         &[&(salt.len() as u32).to_le_bytes(), salt, value],
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn study(minutes: u16, material: &str) -> RecordBody {
+        RecordBody::StudySession(StudySession {
+            member_id: MemberId("m-1".into()),
+            material: material.into(),
+            minutes,
+            form: StudyForm::Group,
+            occurred_on: Date::new(2025, 3, 1),
+        })
+    }
+
+    fn record(body: RecordBody) -> Record {
+        Record {
+            chain_id: "test-chain".into(),
+            branch_id: BranchId("b0".into()),
+            created_at_ms: 1,
+            nonce: 0,
+            body,
+        }
+    }
+
+    fn meeting(attendees: Vec<&str>, absentees: Vec<&str>) -> RecordBody {
+        RecordBody::MeetingHeld(MeetingHeld {
+            meeting_id: MeetingId("mt-1".into()),
+            kind: MeetingKind::Lecture,
+            topic: "topic".into(),
+            held_on: Date::new(2025, 3, 1),
+            attendees: attendees
+                .into_iter()
+                .map(|m| Attendee { member_id: MemberId(m.into()), guest: false })
+                .collect(),
+            absentees: absentees
+                .into_iter()
+                .map(|m| Absentee { member_id: MemberId(m.into()), reason: AbsenceReason::Work })
+                .collect(),
+        })
+    }
+
+    /// Each case breaks one stateless rule; the error must name the field and the rule.
+    #[test]
+    fn stateless_rules_name_field_and_rule() {
+        let long = "x".repeat(MATERIAL_CHARS_MAX + 1);
+        let cases: Vec<(&str, Record, &str, &str)> = vec![
+            ("zero minutes", record(study(0, "m")), "body.minutes", "must be in 1..=720, got 0"),
+            ("too many minutes", record(study(721, "m")), "body.minutes", "got 721"),
+            ("empty material", record(study(5, "")), "body.material", "length must be 1..=200, got 0"),
+            ("long material", record(study(5, &long)), "body.material", "got 201"),
+            ("control char", record(study(5, "a\u{7}")), "body.material", "printable"),
+            ("bad chain id", Record { chain_id: "Bad Chain".into(), ..record(study(5, "m")) }, "chain_id", "must match"),
+            ("bad branch", Record { branch_id: BranchId("B!".into()), ..record(study(5, "m")) }, "branch_id", "must match"),
+            ("bad date", record(RecordBody::MemberJoined(MemberJoined {
+                member_id: MemberId("m-2".into()), joined_on: Date::new(2025, 2, 30),
+                status: MemberStatus::Full, mobile: false, member_key: None })), "body.joined_on", "day 30 outside 1..=28"),
+            ("zero dues", record(RecordBody::DuesPaid(DuesPaid { member_id: MemberId("m-1".into()),
+                period: Period::new(2025, 1), amount_minor: 0, reference_commitment: None })), "body.amount_minor", "got 0"),
+            ("bad period", record(RecordBody::DuesPaid(DuesPaid { member_id: MemberId("m-1".into()),
+                period: Period::new(2025, 13), amount_minor: 5, reference_commitment: None })), "body.period", "month 13"),
+            ("no attendees", record(meeting(vec![], vec![])), "body.attendees", "length must be 1..=200, got 0"),
+            ("duplicate attendee", record(meeting(vec!["a", "a"], vec![])), "body.attendees[1].member_id", "duplicate"),
+            ("attendee also absent", record(meeting(vec!["a"], vec!["a"])), "body.absentees[0].member_id", "duplicate"),
+            ("rating 6", record(RecordBody::IssueReviewed(IssueReviewed { issue_id: IssueId("i".into()),
+                rating: 6, by: Reviewer::Public })), "body.rating", "must be in 1..=5"),
+            ("percent 101", record(RecordBody::IssueProgress(IssueProgress { issue_id: IssueId("i".into()),
+                percent: 101, note: String::new() })), "body.percent", "must be in 0..=100"),
+            ("no claimants", record(RecordBody::IssueClaimed(IssueClaimed { issue_id: IssueId("i".into()),
+                claimants: vec![] })), "body.claimants", "length must be 1..=8"),
+            ("correction of correction", record(RecordBody::Correction(Correction { target: Hash::ZERO,
+                reason: "r".into(), replacement: Some(Box::new(RecordBody::Correction(Correction {
+                    target: Hash::ZERO, reason: "r".into(), replacement: None }))) })), "body.replacement", "not allowed"),
+            ("bad replacement", record(RecordBody::Correction(Correction { target: Hash::ZERO,
+                reason: "r".into(), replacement: Some(Box::new(study(0, "m"))) })), "body.replacement.minutes", "got 0"),
+        ];
+        for (name, record, field, rule) in cases {
+            let error = record.validate().expect_err(name);
+            assert_eq!(error.field, field, "{name}: {error}");
+            assert!(error.to_string().contains(rule), "{name}: {error}");
+        }
+    }
+
+    #[test]
+    fn valid_records_pass_and_enums_parse_by_name() {
+        assert_eq!(record(study(60, "Constitution, chapter 2")).validate(), Ok(()));
+        assert_eq!(record(meeting(vec!["a", "b"], vec!["c"])).validate(), Ok(()));
+        assert_eq!("themed_day".parse::<MeetingKind>(), Ok(MeetingKind::ThemedDay));
+        let error = MeetingKind::parse_field("kind", "party").expect_err("unknown kind");
+        assert_eq!(error.field, "kind");
+        assert!(error.to_string().contains("branch_assembly"), "{error}");
+    }
+
+    #[test]
+    fn record_id_ignores_signatures_and_changes_with_content() {
+        let signer = branchledger_crypto::Keypair::from_seed([1; 32]);
+        let a = record(study(60, "m")).sign(&signer);
+        let mut b = a.clone();
+        b.signature.0[0] ^= 1;
+        assert_eq!(a.id(), b.id());
+        let c = Record { nonce: 1, ..record(study(60, "m")) }.sign(&signer);
+        assert_ne!(a.id(), c.id());
+    }
+
+    #[test]
+    fn duplicate_co_signers_are_refused() {
+        let branch = branchledger_crypto::Keypair::from_seed([1; 32]);
+        let member = branchledger_crypto::Keypair::from_seed([2; 32]);
+        let signed = record(study(60, "m")).sign(&branch).co_sign(&member).co_sign(&member);
+        let error = signed.validate().expect_err("same co-signer twice");
+        assert_eq!(error.field, "co_signatures[1].public_key");
+    }
+}
