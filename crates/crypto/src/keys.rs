@@ -205,7 +205,10 @@ mod tests {
         // y = 1 encodes the identity point, of order 1.
         let mut bytes = [0u8; 32];
         bytes[0] = 1;
-        assert_eq!(check_registered_key(&PublicKey(bytes)), Err(KeyError::SmallOrder));
+        assert_eq!(
+            check_registered_key(&PublicKey(bytes)),
+            Err(KeyError::SmallOrder)
+        );
     }
 
     #[test]
@@ -214,7 +217,10 @@ mod tests {
         let mut bytes = [0xff; 32];
         bytes[0] = 0xee;
         bytes[31] = 0x7f;
-        assert_eq!(check_registered_key(&PublicKey(bytes)), Err(KeyError::NonCanonical));
+        assert_eq!(
+            check_registered_key(&PublicKey(bytes)),
+            Err(KeyError::NonCanonical)
+        );
     }
 
     #[test]
@@ -222,7 +228,10 @@ mod tests {
         // y = 2 has no matching x on edwards25519.
         let mut bytes = [0u8; 32];
         bytes[0] = 2;
-        assert_eq!(check_registered_key(&PublicKey(bytes)), Err(KeyError::NotOnCurve));
+        assert_eq!(
+            check_registered_key(&PublicKey(bytes)),
+            Err(KeyError::NotOnCurve)
+        );
     }
 
     #[test]

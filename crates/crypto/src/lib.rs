@@ -20,7 +20,7 @@ mod verify;
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
-pub use keys::{check_registered_key, Keypair, KeyError, PublicKey, Signature, Signer};
+pub use keys::{check_registered_key, KeyError, Keypair, PublicKey, Signature, Signer};
 pub use verify::{verify, BatchError, BatchVerifier, VerifyError};
 
 /// Length of a [`Hash`] in bytes.
@@ -114,9 +114,10 @@ pub enum HexError {
 pub(crate) fn decode_hex_array<const N: usize>(text: &str) -> Result<[u8; N], HexError> {
     let bytes = hex::decode(text.trim()).map_err(|e| HexError::NotHex(e.to_string()))?;
     let actual = bytes.len();
-    bytes
-        .try_into()
-        .map_err(|_| HexError::WrongLength { expected: N, actual })
+    bytes.try_into().map_err(|_| HexError::WrongLength {
+        expected: N,
+        actual,
+    })
 }
 
 /// The purpose of a signed or hashed byte string. Every purpose has its own tag, so bytes
@@ -215,10 +216,7 @@ mod tests {
         for a in Domain::ALL {
             for b in Domain::ALL {
                 if a != b {
-                    assert!(
-                        !b.tag().starts_with(a.tag()),
-                        "{a:?} is a prefix of {b:?}"
-                    );
+                    assert!(!b.tag().starts_with(a.tag()), "{a:?} is a prefix of {b:?}");
                 }
             }
         }
@@ -238,7 +236,10 @@ mod tests {
         assert_eq!(Hash::from_hex(&h.to_hex()), Ok(h));
         assert!(matches!(
             Hash::from_hex("abcd"),
-            Err(HexError::WrongLength { expected: 32, actual: 2 })
+            Err(HexError::WrongLength {
+                expected: 32,
+                actual: 2
+            })
         ));
         assert!(matches!(Hash::from_hex("zz"), Err(HexError::NotHex(_))));
     }

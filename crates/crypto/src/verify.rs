@@ -111,7 +111,8 @@ fn verify_chunk(items: &[(PublicKey, Signature, &[u8])], offset: usize) -> Resul
     if items.is_empty() {
         return Ok(());
     }
-    let mut seed = blake3::Hasher::new_derive_key("branchledger/v1 batch-verification coefficients");
+    let mut seed =
+        blake3::Hasher::new_derive_key("branchledger/v1 batch-verification coefficients");
     let mut batch = ed25519_zebra::batch::Verifier::new();
     let mut bad = Vec::new();
     for (index, (key, signature, message)) in items.iter().enumerate() {
@@ -138,7 +139,9 @@ fn verify_chunk(items: &[(PublicKey, Signature, &[u8])], offset: usize) -> Resul
         .iter()
         .enumerate()
         .filter_map(|(index, (key, signature, message))| {
-            verify(key, message, signature).err().map(|e| (offset + index, e))
+            verify(key, message, signature)
+                .err()
+                .map(|e| (offset + index, e))
         })
         .collect();
     debug_assert!(

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::block::{Height, Round, ValidatorIndex};
 use crate::codec::encode;
 use crate::ids::{check_ident, BranchId};
-use crate::limits::{BLOCK_BYTES_MAX, BLOCK_RECORDS_MAX, BRANCHES_MAX, GENESIS_BYTES_MAX, VALIDATORS_MAX};
+use crate::limits::{
+    BLOCK_BYTES_MAX, BLOCK_RECORDS_MAX, BRANCHES_MAX, GENESIS_BYTES_MAX, VALIDATORS_MAX,
+};
 use crate::record::MeetingKind;
 
 /// A validator: a node that takes part in consensus.
@@ -77,7 +79,20 @@ impl Default for ConsensusParams {
 }
 
 /// The span a meeting rule counts over.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
 #[borsh(use_discriminant = false)]
 #[serde(rename_all = "snake_case")]
 pub enum RulePeriod {
@@ -201,15 +216,22 @@ impl Genesis {
     /// Checks every rule: identifiers, keys (on the curve, canonical, not small order),
     /// uniqueness, references to branches, peer ids, limits and timeouts.
     pub fn validate(&self) -> Result<(), GenesisError> {
-        check_ident("chain_id", &self.chain_id).map_err(|e| invalid("chain_id", e.rule.to_string()))?;
+        check_ident("chain_id", &self.chain_id)
+            .map_err(|e| invalid("chain_id", e.rule.to_string()))?;
         if self.validators.is_empty() {
             return Err(invalid("validators", "at least one validator is required"));
         }
         if self.validators.len() > VALIDATORS_MAX {
-            return Err(invalid("validators", format!("at most {VALIDATORS_MAX} validators")));
+            return Err(invalid(
+                "validators",
+                format!("at most {VALIDATORS_MAX} validators"),
+            ));
         }
         if self.branches.is_empty() || self.branches.len() > BRANCHES_MAX {
-            return Err(invalid("branches", format!("1..={BRANCHES_MAX} branches required")));
+            return Err(invalid(
+                "branches",
+                format!("1..={BRANCHES_MAX} branches required"),
+            ));
         }
         let mut keys = BTreeSet::new();
         let mut branch_ids = BTreeSet::new();
@@ -220,7 +242,10 @@ impl Genesis {
                 .validate("branch_id")
                 .map_err(|e| invalid(format!("{field}.branch_id"), e.rule.to_string()))?;
             if !branch_ids.insert(&branch.branch_id) {
-                return Err(invalid(format!("{field}.branch_id"), format!("duplicate branch {}", branch.branch_id)));
+                return Err(invalid(
+                    format!("{field}.branch_id"),
+                    format!("duplicate branch {}", branch.branch_id),
+                ));
             }
             check_registered_key(&branch.signing_key)
                 .map_err(|e| invalid(format!("{field}.signing_key"), e.to_string()))?;
@@ -236,7 +261,10 @@ impl Genesis {
                 return Err(invalid(format!("{field}.name"), "1..=64 bytes required"));
             }
             if !names.insert(&validator.name) {
-                return Err(invalid(format!("{field}.name"), format!("duplicate name {}", validator.name)));
+                return Err(invalid(
+                    format!("{field}.name"),
+                    format!("duplicate name {}", validator.name),
+                ));
             }
             if !branch_ids.contains(&validator.branch_id) {
                 return Err(invalid(
@@ -264,35 +292,61 @@ impl Genesis {
             ("timeout_precommit_ms", c.timeout_precommit_ms),
         ] {
             if !(10..=600_000).contains(&value) {
-                return Err(invalid(format!("consensus.{name}"), "must be in 10..=600000 ms"));
+                return Err(invalid(
+                    format!("consensus.{name}"),
+                    "must be in 10..=600000 ms",
+                ));
             }
         }
         if c.timeout_increase_ms > 600_000 {
-            return Err(invalid("consensus.timeout_increase_ms", "must be at most 600000 ms"));
+            return Err(invalid(
+                "consensus.timeout_increase_ms",
+                "must be at most 600000 ms",
+            ));
         }
         if c.max_block_records == 0 || c.max_block_records as usize > BLOCK_RECORDS_MAX {
-            return Err(invalid("consensus.max_block_records", format!("must be in 1..={BLOCK_RECORDS_MAX}")));
+            return Err(invalid(
+                "consensus.max_block_records",
+                format!("must be in 1..={BLOCK_RECORDS_MAX}"),
+            ));
         }
-        if (c.max_block_bytes as usize) < crate::limits::RECORD_BYTES_MAX * 2 || c.max_block_bytes as usize > BLOCK_BYTES_MAX {
+        if (c.max_block_bytes as usize) < crate::limits::RECORD_BYTES_MAX * 2
+            || c.max_block_bytes as usize > BLOCK_BYTES_MAX
+        {
             return Err(invalid(
                 "consensus.max_block_bytes",
-                format!("must be in {}..={BLOCK_BYTES_MAX}", crate::limits::RECORD_BYTES_MAX * 2),
+                format!(
+                    "must be in {}..={BLOCK_BYTES_MAX}",
+                    crate::limits::RECORD_BYTES_MAX * 2
+                ),
             ));
         }
         if c.max_clock_drift_ms == 0 || c.max_clock_drift_ms > 3_600_000 {
-            return Err(invalid("consensus.max_clock_drift_ms", "must be in 1..=3600000 ms"));
+            return Err(invalid(
+                "consensus.max_clock_drift_ms",
+                "must be in 1..=3600000 ms",
+            ));
         }
         let mut rule_keys = BTreeSet::new();
         for (i, rule) in self.rules.meetings.iter().enumerate() {
             if rule.at_least == 0 || rule.at_least > 1000 {
-                return Err(invalid(format!("rules.meetings[{i}].at_least"), "must be in 1..=1000"));
+                return Err(invalid(
+                    format!("rules.meetings[{i}].at_least"),
+                    "must be in 1..=1000",
+                ));
             }
             if !rule_keys.insert((rule.kind, rule.per)) {
-                return Err(invalid(format!("rules.meetings[{i}]"), "duplicate rule for this kind and period"));
+                return Err(invalid(
+                    format!("rules.meetings[{i}]"),
+                    "duplicate rule for this kind and period",
+                ));
             }
         }
         if self.rules.study.minutes_per_member_per_month > 44_640 {
-            return Err(invalid("rules.study.minutes_per_member_per_month", "more minutes than a month has"));
+            return Err(invalid(
+                "rules.study.minutes_per_member_per_month",
+                "more minutes than a month has",
+            ));
         }
         Ok(())
     }
@@ -470,8 +524,14 @@ mod tests {
         let mut g = sample();
         g.validators[3].branch_id = BranchId("nowhere".into());
         let error = g.validate().expect_err("unknown branch");
-        assert!(error.to_string().contains("validators[3].branch_id"), "{error}");
-        assert!(error.to_string().contains("unknown branch nowhere"), "{error}");
+        assert!(
+            error.to_string().contains("validators[3].branch_id"),
+            "{error}"
+        );
+        assert!(
+            error.to_string().contains("unknown branch nowhere"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -480,16 +540,23 @@ mod tests {
         let good = sample().branches[0].signing_key.to_hex();
         // Too short.
         let short = json.replace(&good, "abcd");
-        assert!(matches!(Genesis::from_json(&short), Err(GenesisError::Parse(m)) if m.contains("expected 32 bytes")));
+        assert!(
+            matches!(Genesis::from_json(&short), Err(GenesisError::Parse(m)) if m.contains("expected 32 bytes"))
+        );
         // Not hex.
         let not_hex = json.replace(&good, &"zz".repeat(32));
-        assert!(matches!(Genesis::from_json(&not_hex), Err(GenesisError::Parse(m)) if m.contains("not hexadecimal")));
+        assert!(
+            matches!(Genesis::from_json(&not_hex), Err(GenesisError::Parse(m)) if m.contains("not hexadecimal"))
+        );
         // A small-order point (the identity).
         let mut identity = [0u8; 32];
         identity[0] = 1;
         let weak = json.replace(&good, &hex::encode(identity));
         let error = Genesis::from_json(&weak).expect_err("weak key");
-        assert!(error.to_string().contains("branches[0].signing_key"), "{error}");
+        assert!(
+            error.to_string().contains("branches[0].signing_key"),
+            "{error}"
+        );
         assert!(error.to_string().contains("small-order"), "{error}");
         // A peer id that is not an Ed25519 libp2p id.
         let mut g = sample();
@@ -499,8 +566,12 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_bad_parameters_are_refused() {
-        let json = sample().to_json().replacen("\"chain_id\"", "\"colour\": 1,\n  \"chain_id\"", 1);
-        assert!(matches!(Genesis::from_json(&json), Err(GenesisError::Parse(m)) if m.contains("unknown field `colour`")));
+        let json = sample()
+            .to_json()
+            .replacen("\"chain_id\"", "\"colour\": 1,\n  \"chain_id\"", 1);
+        assert!(
+            matches!(Genesis::from_json(&json), Err(GenesisError::Parse(m)) if m.contains("unknown field `colour`"))
+        );
         let mut g = sample();
         g.consensus.max_block_records = 0;
         assert_eq!(field_of(g.validate()), "consensus.max_block_records");

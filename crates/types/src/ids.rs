@@ -29,9 +29,8 @@ pub fn check_ident(field: &str, text: &str) -> Validation {
     let first_ok = chars
         .next()
         .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    let rest_ok = chars.all(|c| {
-        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '_' || c == '-'
-    });
+    let rest_ok = chars
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '_' || c == '-');
     if !(first_ok && rest_ok) {
         return Err(ValidationError::new(
             field,
@@ -108,17 +107,7 @@ ident_type!(
 );
 
 /// A calendar date (UTC), e.g. the day a study session took place.
-#[derive(
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    BorshSerialize,
-    BorshDeserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
 pub struct Date {
     /// Year, [`YEAR_MIN`]..=[`YEAR_MAX`].
     pub year: u16,
@@ -129,7 +118,7 @@ pub struct Date {
 }
 
 fn is_leap(year: u16) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
 }
 
 /// Days in `month` of `year` (0 for a month outside 1..=12).
@@ -264,17 +253,7 @@ impl<'de> Deserialize<'de> for Date {
 }
 
 /// A calendar month, the period dues and aggregates are kept for.
-#[derive(
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    BorshSerialize,
-    BorshDeserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
 pub struct Period {
     /// Year.
     pub year: u16,
@@ -375,12 +354,21 @@ mod tests {
 
     #[test]
     fn unix_days_round_trip() {
-        for ms in [0u64, 86_399_999, 951_782_400_000, 1_709_164_800_000, 4_102_444_800_000] {
+        for ms in [
+            0u64,
+            86_399_999,
+            951_782_400_000,
+            1_709_164_800_000,
+            4_102_444_800_000,
+        ] {
             let date = Date::from_unix_ms(ms);
             assert_eq!(date.validate("d"), Ok(()));
             assert_eq!(date.days_since_epoch(), (ms / 86_400_000) as i64, "{date}");
         }
-        assert_eq!(Date::from_unix_ms(1_709_164_800_000).to_string(), "2024-02-29");
+        assert_eq!(
+            Date::from_unix_ms(1_709_164_800_000).to_string(),
+            "2024-02-29"
+        );
     }
 
     #[test]

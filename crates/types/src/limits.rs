@@ -54,7 +54,9 @@ pub const MERKLE_PATH_MAX: usize = 64;
 
 // A meeting at its limits (each listed member: length prefix, id, one flag byte) fits a record.
 const _: () = assert!(
-    (MEETING_ATTENDEES_MAX + MEETING_ABSENTEES_MAX) * (4 + IDENT_LEN_MAX + 1) + TOPIC_CHARS_MAX * 4 + 4096
+    (MEETING_ATTENDEES_MAX + MEETING_ABSENTEES_MAX) * (4 + IDENT_LEN_MAX + 1)
+        + TOPIC_CHARS_MAX * 4
+        + 4096
         < RECORD_BYTES_MAX
 );
 const _: () = assert!(RECORD_BYTES_MAX < BLOCK_BYTES_MAX);

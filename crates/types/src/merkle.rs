@@ -211,7 +211,9 @@ mod tests {
     use super::*;
 
     fn ids(n: usize) -> Vec<Hash> {
-        (0..n).map(|i| Hash::of(&(i as u64).to_le_bytes())).collect()
+        (0..n)
+            .map(|i| Hash::of(&(i as u64).to_le_bytes()))
+            .collect()
     }
 
     const SIZES: [usize; 7] = [0, 1, 2, 3, 5, 8, 1000];
@@ -249,36 +251,62 @@ mod tests {
             let d = ids(n);
             let r = root(&d);
             // Every leaf for the small sizes; a spread of leaves for the large one.
-            let indices: Vec<usize> = if n <= 8 { (0..n).collect() } else { vec![0, 1, 511, 512, 998, 999] };
+            let indices: Vec<usize> = if n <= 8 {
+                (0..n).collect()
+            } else {
+                vec![0, 1, 511, 512, 998, 999]
+            };
             for i in indices {
                 let proof = prove(&d, i).expect("index in range");
                 for j in 0..proof.path.len() {
                     for bit in [0usize, 7, 255] {
                         let mut bad = proof.clone();
                         bad.path[j].0[bit / 8] ^= 1 << (bit % 8);
-                        assert_eq!(bad.verify(&d[i], &r, n as u64), Err(ProofError::RootMismatch), "n={n} i={i} j={j}");
+                        assert_eq!(
+                            bad.verify(&d[i], &r, n as u64),
+                            Err(ProofError::RootMismatch),
+                            "n={n} i={i} j={j}"
+                        );
                     }
                 }
                 let mut bad = proof.clone();
                 bad.index = (bad.index + 1) % bad.tree_size;
                 if n > 1 {
-                    assert!(bad.verify(&d[i], &r, n as u64).is_err(), "index moved n={n} i={i}");
+                    assert!(
+                        bad.verify(&d[i], &r, n as u64).is_err(),
+                        "index moved n={n} i={i}"
+                    );
                 }
                 let mut bad = proof.clone();
                 bad.tree_size += 1;
-                assert!(matches!(bad.verify(&d[i], &r, n as u64), Err(ProofError::TreeSizeMismatch { .. })));
-                assert!(proof.verify(&d[i], &r, n as u64 + 1).is_err(), "size grown n={n} i={i}");
+                assert!(matches!(
+                    bad.verify(&d[i], &r, n as u64),
+                    Err(ProofError::TreeSizeMismatch { .. })
+                ));
+                assert!(
+                    proof.verify(&d[i], &r, n as u64 + 1).is_err(),
+                    "size grown n={n} i={i}"
+                );
                 let mut bad = proof.clone();
                 bad.path.push(Hash::ZERO);
-                assert!(matches!(bad.verify(&d[i], &r, n as u64), Err(ProofError::WrongPathLength { .. })));
+                assert!(matches!(
+                    bad.verify(&d[i], &r, n as u64),
+                    Err(ProofError::WrongPathLength { .. })
+                ));
                 if !proof.path.is_empty() {
                     let mut bad = proof.clone();
                     bad.path.pop();
-                    assert!(matches!(bad.verify(&d[i], &r, n as u64), Err(ProofError::WrongPathLength { .. })));
+                    assert!(matches!(
+                        bad.verify(&d[i], &r, n as u64),
+                        Err(ProofError::WrongPathLength { .. })
+                    ));
                 }
                 let mut bad = proof.clone();
                 bad.index = bad.tree_size;
-                assert!(matches!(bad.verify(&d[i], &r, n as u64), Err(ProofError::IndexOutOfRange { .. })));
+                assert!(matches!(
+                    bad.verify(&d[i], &r, n as u64),
+                    Err(ProofError::IndexOutOfRange { .. })
+                ));
             }
         }
     }

@@ -8,17 +8,13 @@
 use std::collections::BTreeSet;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use branchledger_crypto::{
-    hash_tagged, signing_bytes, Domain, Hash, PublicKey, Signature, Signer,
-};
+use branchledger_crypto::{hash_tagged, signing_bytes, Domain, Hash, PublicKey, Signature, Signer};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode, encode, DecodeError};
 use crate::ids::{check_ident, BranchId, Date, IssueId, MeetingId, MemberId, Period};
 use crate::limits::*;
-use crate::validation::{
-    check_count, check_range, check_text, Rule, Validation, ValidationError,
-};
+use crate::validation::{check_count, check_range, check_text, Rule, Validation, ValidationError};
 
 macro_rules! named_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
@@ -451,7 +447,12 @@ impl RecordBody {
             RecordBody::StudySession(b) => {
                 b.member_id.validate("member_id")?;
                 check_text("material", &b.material, MATERIAL_CHARS_MAX, false)?;
-                check_range("minutes", u64::from(b.minutes), 1, u64::from(STUDY_MINUTES_MAX))?;
+                check_range(
+                    "minutes",
+                    u64::from(b.minutes),
+                    1,
+                    u64::from(STUDY_MINUTES_MAX),
+                )?;
                 b.occurred_on.validate("occurred_on")
             }
             RecordBody::DuesPaid(b) => {
@@ -510,11 +511,14 @@ impl RecordBody {
                         return Err(ValidationError::new(
                             "replacement",
                             Rule::NotAllowed {
-                                reason: "a correction cannot replace a record with another correction",
+                                reason:
+                                    "a correction cannot replace a record with another correction",
                             },
                         ));
                     }
-                    replacement.validate().map_err(|e| e.within("replacement"))?;
+                    replacement
+                        .validate()
+                        .map_err(|e| e.within("replacement"))?;
                 }
                 Ok(())
             }
@@ -665,7 +669,12 @@ impl SignedRecord {
     /// Signatures are checked by the verifier, which knows the keys.
     pub fn validate(&self) -> Validation {
         self.record.validate()?;
-        check_count("co_signatures", self.co_signatures.len(), 0, CO_SIGNATURES_MAX)?;
+        check_count(
+            "co_signatures",
+            self.co_signatures.len(),
+            0,
+            CO_SIGNATURES_MAX,
+        )?;
         let mut seen = BTreeSet::new();
         for (i, co) in self.co_signatures.iter().enumerate() {
             if !seen.insert(co.public_key) {
@@ -722,11 +731,17 @@ mod tests {
             held_on: Date::new(2025, 3, 1),
             attendees: attendees
                 .into_iter()
-                .map(|m| Attendee { member_id: MemberId(m.into()), guest: false })
+                .map(|m| Attendee {
+                    member_id: MemberId(m.into()),
+                    guest: false,
+                })
                 .collect(),
             absentees: absentees
                 .into_iter()
-                .map(|m| Absentee { member_id: MemberId(m.into()), reason: AbsenceReason::Work })
+                .map(|m| Absentee {
+                    member_id: MemberId(m.into()),
+                    reason: AbsenceReason::Work,
+                })
                 .collect(),
         })
     }
@@ -736,34 +751,159 @@ mod tests {
     fn stateless_rules_name_field_and_rule() {
         let long = "x".repeat(MATERIAL_CHARS_MAX + 1);
         let cases: Vec<(&str, Record, &str, &str)> = vec![
-            ("zero minutes", record(study(0, "m")), "body.minutes", "must be in 1..=720, got 0"),
-            ("too many minutes", record(study(721, "m")), "body.minutes", "got 721"),
-            ("empty material", record(study(5, "")), "body.material", "length must be 1..=200, got 0"),
-            ("long material", record(study(5, &long)), "body.material", "got 201"),
-            ("control char", record(study(5, "a\u{7}")), "body.material", "printable"),
-            ("bad chain id", Record { chain_id: "Bad Chain".into(), ..record(study(5, "m")) }, "chain_id", "must match"),
-            ("bad branch", Record { branch_id: BranchId("B!".into()), ..record(study(5, "m")) }, "branch_id", "must match"),
-            ("bad date", record(RecordBody::MemberJoined(MemberJoined {
-                member_id: MemberId("m-2".into()), joined_on: Date::new(2025, 2, 30),
-                status: MemberStatus::Full, mobile: false, member_key: None })), "body.joined_on", "day 30 outside 1..=28"),
-            ("zero dues", record(RecordBody::DuesPaid(DuesPaid { member_id: MemberId("m-1".into()),
-                period: Period::new(2025, 1), amount_minor: 0, reference_commitment: None })), "body.amount_minor", "got 0"),
-            ("bad period", record(RecordBody::DuesPaid(DuesPaid { member_id: MemberId("m-1".into()),
-                period: Period::new(2025, 13), amount_minor: 5, reference_commitment: None })), "body.period", "month 13"),
-            ("no attendees", record(meeting(vec![], vec![])), "body.attendees", "length must be 1..=200, got 0"),
-            ("duplicate attendee", record(meeting(vec!["a", "a"], vec![])), "body.attendees[1].member_id", "duplicate"),
-            ("attendee also absent", record(meeting(vec!["a"], vec!["a"])), "body.absentees[0].member_id", "duplicate"),
-            ("rating 6", record(RecordBody::IssueReviewed(IssueReviewed { issue_id: IssueId("i".into()),
-                rating: 6, by: Reviewer::Public })), "body.rating", "must be in 1..=5"),
-            ("percent 101", record(RecordBody::IssueProgress(IssueProgress { issue_id: IssueId("i".into()),
-                percent: 101, note: String::new() })), "body.percent", "must be in 0..=100"),
-            ("no claimants", record(RecordBody::IssueClaimed(IssueClaimed { issue_id: IssueId("i".into()),
-                claimants: vec![] })), "body.claimants", "length must be 1..=8"),
-            ("correction of correction", record(RecordBody::Correction(Correction { target: Hash::ZERO,
-                reason: "r".into(), replacement: Some(Box::new(RecordBody::Correction(Correction {
-                    target: Hash::ZERO, reason: "r".into(), replacement: None }))) })), "body.replacement", "not allowed"),
-            ("bad replacement", record(RecordBody::Correction(Correction { target: Hash::ZERO,
-                reason: "r".into(), replacement: Some(Box::new(study(0, "m"))) })), "body.replacement.minutes", "got 0"),
+            (
+                "zero minutes",
+                record(study(0, "m")),
+                "body.minutes",
+                "must be in 1..=720, got 0",
+            ),
+            (
+                "too many minutes",
+                record(study(721, "m")),
+                "body.minutes",
+                "got 721",
+            ),
+            (
+                "empty material",
+                record(study(5, "")),
+                "body.material",
+                "length must be 1..=200, got 0",
+            ),
+            (
+                "long material",
+                record(study(5, &long)),
+                "body.material",
+                "got 201",
+            ),
+            (
+                "control char",
+                record(study(5, "a\u{7}")),
+                "body.material",
+                "printable",
+            ),
+            (
+                "bad chain id",
+                Record {
+                    chain_id: "Bad Chain".into(),
+                    ..record(study(5, "m"))
+                },
+                "chain_id",
+                "must match",
+            ),
+            (
+                "bad branch",
+                Record {
+                    branch_id: BranchId("B!".into()),
+                    ..record(study(5, "m"))
+                },
+                "branch_id",
+                "must match",
+            ),
+            (
+                "bad date",
+                record(RecordBody::MemberJoined(MemberJoined {
+                    member_id: MemberId("m-2".into()),
+                    joined_on: Date::new(2025, 2, 30),
+                    status: MemberStatus::Full,
+                    mobile: false,
+                    member_key: None,
+                })),
+                "body.joined_on",
+                "day 30 outside 1..=28",
+            ),
+            (
+                "zero dues",
+                record(RecordBody::DuesPaid(DuesPaid {
+                    member_id: MemberId("m-1".into()),
+                    period: Period::new(2025, 1),
+                    amount_minor: 0,
+                    reference_commitment: None,
+                })),
+                "body.amount_minor",
+                "got 0",
+            ),
+            (
+                "bad period",
+                record(RecordBody::DuesPaid(DuesPaid {
+                    member_id: MemberId("m-1".into()),
+                    period: Period::new(2025, 13),
+                    amount_minor: 5,
+                    reference_commitment: None,
+                })),
+                "body.period",
+                "month 13",
+            ),
+            (
+                "no attendees",
+                record(meeting(vec![], vec![])),
+                "body.attendees",
+                "length must be 1..=200, got 0",
+            ),
+            (
+                "duplicate attendee",
+                record(meeting(vec!["a", "a"], vec![])),
+                "body.attendees[1].member_id",
+                "duplicate",
+            ),
+            (
+                "attendee also absent",
+                record(meeting(vec!["a"], vec!["a"])),
+                "body.absentees[0].member_id",
+                "duplicate",
+            ),
+            (
+                "rating 6",
+                record(RecordBody::IssueReviewed(IssueReviewed {
+                    issue_id: IssueId("i".into()),
+                    rating: 6,
+                    by: Reviewer::Public,
+                })),
+                "body.rating",
+                "must be in 1..=5",
+            ),
+            (
+                "percent 101",
+                record(RecordBody::IssueProgress(IssueProgress {
+                    issue_id: IssueId("i".into()),
+                    percent: 101,
+                    note: String::new(),
+                })),
+                "body.percent",
+                "must be in 0..=100",
+            ),
+            (
+                "no claimants",
+                record(RecordBody::IssueClaimed(IssueClaimed {
+                    issue_id: IssueId("i".into()),
+                    claimants: vec![],
+                })),
+                "body.claimants",
+                "length must be 1..=8",
+            ),
+            (
+                "correction of correction",
+                record(RecordBody::Correction(Correction {
+                    target: Hash::ZERO,
+                    reason: "r".into(),
+                    replacement: Some(Box::new(RecordBody::Correction(Correction {
+                        target: Hash::ZERO,
+                        reason: "r".into(),
+                        replacement: None,
+                    }))),
+                })),
+                "body.replacement",
+                "not allowed",
+            ),
+            (
+                "bad replacement",
+                record(RecordBody::Correction(Correction {
+                    target: Hash::ZERO,
+                    reason: "r".into(),
+                    replacement: Some(Box::new(study(0, "m"))),
+                })),
+                "body.replacement.minutes",
+                "got 0",
+            ),
         ];
         for (name, record, field, rule) in cases {
             let error = record.validate().expect_err(name);
@@ -774,9 +914,18 @@ mod tests {
 
     #[test]
     fn valid_records_pass_and_enums_parse_by_name() {
-        assert_eq!(record(study(60, "Constitution, chapter 2")).validate(), Ok(()));
-        assert_eq!(record(meeting(vec!["a", "b"], vec!["c"])).validate(), Ok(()));
-        assert_eq!("themed_day".parse::<MeetingKind>(), Ok(MeetingKind::ThemedDay));
+        assert_eq!(
+            record(study(60, "Constitution, chapter 2")).validate(),
+            Ok(())
+        );
+        assert_eq!(
+            record(meeting(vec!["a", "b"], vec!["c"])).validate(),
+            Ok(())
+        );
+        assert_eq!(
+            "themed_day".parse::<MeetingKind>(),
+            Ok(MeetingKind::ThemedDay)
+        );
         let error = MeetingKind::parse_field("kind", "party").expect_err("unknown kind");
         assert_eq!(error.field, "kind");
         assert!(error.to_string().contains("branch_assembly"), "{error}");
@@ -789,7 +938,11 @@ mod tests {
         let mut b = a.clone();
         b.signature.0[0] ^= 1;
         assert_eq!(a.id(), b.id());
-        let c = Record { nonce: 1, ..record(study(60, "m")) }.sign(&signer);
+        let c = Record {
+            nonce: 1,
+            ..record(study(60, "m"))
+        }
+        .sign(&signer);
         assert_ne!(a.id(), c.id());
     }
 
@@ -797,7 +950,10 @@ mod tests {
     fn duplicate_co_signers_are_refused() {
         let branch = branchledger_crypto::Keypair::from_seed([1; 32]);
         let member = branchledger_crypto::Keypair::from_seed([2; 32]);
-        let signed = record(study(60, "m")).sign(&branch).co_sign(&member).co_sign(&member);
+        let signed = record(study(60, "m"))
+            .sign(&branch)
+            .co_sign(&member)
+            .co_sign(&member);
         let error = signed.validate().expect_err("same co-signer twice");
         assert_eq!(error.field, "co_signatures[1].public_key");
     }

@@ -12,7 +12,10 @@ use branchledger_types::genesis::{
 use branchledger_types::record::MeetingKind;
 use branchledger_types::BranchId;
 
-const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/genesis.example.json");
+const PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../config/genesis.example.json"
+);
 
 fn key(role: u8, i: u8) -> Keypair {
     Keypair::from_seed([role.wrapping_mul(16).wrapping_add(i); 32])
@@ -47,13 +50,35 @@ fn example() -> Genesis {
         consensus: ConsensusParams::default(),
         rules: Rules {
             meetings: vec![
-                MeetingRule { kind: MeetingKind::BranchAssembly, at_least: 1, per: RulePeriod::Quarter },
-                MeetingRule { kind: MeetingKind::Committee, at_least: 1, per: RulePeriod::Month },
-                MeetingRule { kind: MeetingKind::Group, at_least: 1, per: RulePeriod::Month },
-                MeetingRule { kind: MeetingKind::Lecture, at_least: 1, per: RulePeriod::Quarter },
-                MeetingRule { kind: MeetingKind::OrganisationalLife, at_least: 1, per: RulePeriod::Year },
+                MeetingRule {
+                    kind: MeetingKind::BranchAssembly,
+                    at_least: 1,
+                    per: RulePeriod::Quarter,
+                },
+                MeetingRule {
+                    kind: MeetingKind::Committee,
+                    at_least: 1,
+                    per: RulePeriod::Month,
+                },
+                MeetingRule {
+                    kind: MeetingKind::Group,
+                    at_least: 1,
+                    per: RulePeriod::Month,
+                },
+                MeetingRule {
+                    kind: MeetingKind::Lecture,
+                    at_least: 1,
+                    per: RulePeriod::Quarter,
+                },
+                MeetingRule {
+                    kind: MeetingKind::OrganisationalLife,
+                    at_least: 1,
+                    per: RulePeriod::Year,
+                },
             ],
-            study: StudyRule { minutes_per_member_per_month: 600 },
+            study: StudyRule {
+                minutes_per_member_per_month: 600,
+            },
             dues_minor_per_month: 2_000,
         },
     }
