@@ -1,2 +1,175 @@
-//! branchd
-fn main() {}
+//! `branchd`: the branchledger node daemon and its command line.
+//!
+//! This crate is the only place where the parts are wired together. Protocol rules live in the
+//! pure crates (`types`, `state`, `verifier`, `consensus`); this crate moves bytes between
+//! them, the disk, the network and the operator.
+
+mod devnet;
+mod home;
+mod progress;
+mod sample;
+mod testnet;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use branchledger_crypto::Signer;
+use clap::{Parser, Subcommand};
+
+use home::{generate_keypair, read_key, write_key, KeyRole};
+
+/// The branchledger node.
+#[derive(Parser)]
+#[command(name = "branchd", version, about = "branchledger node daemon", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a local demo chain with realistic sample data and print the leaderboards.
+    Devnet(devnet::DevnetArgs),
+    /// Generate genesis, keys and node homes for an N-node local network.
+    Testnet {
+        /// Number of validators.
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Number of branches (at least the number of validators).
+        #[arg(long)]
+        branches: Option<usize>,
+        /// Chain id.
+        #[arg(long, default_value = "branchledger-devnet")]
+        chain_id: String,
+        /// Output directory (must be new or empty).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Key management.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Genesis tools.
+    Genesis {
+        #[command(subcommand)]
+        command: GenesisCommand,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Generate a new key file.
+    Generate {
+        /// What the key is for.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Where to write it (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Show a key file's public key (and libp2p peer id for node keys).
+    Show {
+        /// What the key is for.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// The key file.
+        path: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum GenesisCommand {
+    /// Check a genesis file and print its hash.
+    Validate {
+        /// The genesis file.
+        path: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    Node,
+    Consensus,
+    Branch,
+}
+
+impl From<RoleArg> for KeyRole {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Node => KeyRole::Node,
+            RoleArg::Consensus => KeyRole::Consensus,
+            RoleArg::Branch => KeyRole::Branch,
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Devnet(args) => devnet::run(args),
+        Command::Testnet {
+            validators,
+            branches,
+            chain_id,
+            out,
+        } => {
+            let genesis = testnet::generate(
+                &out,
+                &chain_id,
+                validators,
+                branches.unwrap_or(validators),
+                devnet::now_ms(),
+            )?;
+            println!(
+                "wrote {} node homes and genesis {} to {}",
+                genesis.validators.len(),
+                genesis.hash(),
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Keys { command } => match command {
+            KeysCommand::Generate { role, out } => {
+                let keypair = generate_keypair();
+                write_key(&out, role.into(), &keypair)?;
+                println!("{}", keypair.public_key());
+                Ok(())
+            }
+            KeysCommand::Show { role, path } => {
+                let keypair = read_key(&path, role.into())?;
+                println!("public_key: {}", keypair.public_key());
+                if matches!(role, RoleArg::Node) {
+                    println!(
+                        "peer_id: {}",
+                        branchledger_types::genesis::peer_id_of(&keypair.public_key())
+                    );
+                }
+                Ok(())
+            }
+        },
+        Command::Genesis { command } => match command {
+            GenesisCommand::Validate { path } => {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let genesis = branchledger_types::Genesis::from_json(&text)
+                    .with_context(|| format!("{} is not a valid genesis", path.display()))?;
+                println!(
+                    "{}: valid; chain {}, {} validators, {} branches, hash {}",
+                    path.display(),
+                    genesis.chain_id,
+                    genesis.validators.len(),
+                    genesis.branches.len(),
+                    genesis.hash()
+                );
+                Ok(())
+            }
+        },
+        Command::Version => {
+            println!("branchd {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! `branchd testnet`: genesis, keys and homes for an N-node local network.
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use branchledger_crypto::Signer;
+use branchledger_types::genesis::{
+    peer_id_of, Branch, ConsensusParams, Genesis, MeetingRule, RulePeriod, Rules, StudyRule,
+    Validator,
+};
+use branchledger_types::record::MeetingKind;
+use branchledger_types::BranchId;
+
+use crate::home::{generate_keypair, write_key, Home, KeyRole};
+
+/// Names for the first branches of a generated network.
+const BRANCH_NAMES: &[&str] = &[
+    "north", "south", "east", "west", "centre", "harbour", "hills", "river",
+];
+
+/// The branch id of the `i`-th generated branch.
+pub fn branch_id(i: usize) -> BranchId {
+    match BRANCH_NAMES.get(i) {
+        Some(name) => BranchId(format!("branch-{name}")),
+        None => BranchId(format!("branch-{i}")),
+    }
+}
+
+/// The meeting and study rules generated networks use ("three meetings and one lecture").
+pub fn default_rules() -> Rules {
+    Rules {
+        meetings: vec![
+            MeetingRule {
+                kind: MeetingKind::BranchAssembly,
+                at_least: 1,
+                per: RulePeriod::Quarter,
+            },
+            MeetingRule {
+                kind: MeetingKind::Committee,
+                at_least: 1,
+                per: RulePeriod::Month,
+            },
+            MeetingRule {
+                kind: MeetingKind::Group,
+                at_least: 1,
+                per: RulePeriod::Month,
+            },
+            MeetingRule {
+                kind: MeetingKind::Lecture,
+                at_least: 1,
+                per: RulePeriod::Quarter,
+            },
+        ],
+        study: StudyRule {
+            minutes_per_member_per_month: 300,
+        },
+        dues_minor_per_month: 2_000,
+    }
+}
+
+/// Creates `out/node0 … out/node{validators-1}`, each a full node home with its own three
+/// keys and the shared genesis. With `branches > validators`, the extra branches' keys are
+/// written to `out/branches/` (their operators submit pre-signed records).
+pub fn generate(
+    out: &Path,
+    chain_id: &str,
+    validators: usize,
+    branches: usize,
+    genesis_time_ms: u64,
+) -> Result<Genesis> {
+    if validators == 0 || validators > branchledger_types::limits::VALIDATORS_MAX {
+        bail!(
+            "--validators must be in 1..={}",
+            branchledger_types::limits::VALIDATORS_MAX
+        );
+    }
+    if branches < validators {
+        bail!("--branches ({branches}) must be at least --validators ({validators}): each validator belongs to a branch");
+    }
+    if out.exists() && out.read_dir()?.next().is_some() {
+        bail!(
+            "{} exists and is not empty; choose a new directory",
+            out.display()
+        );
+    }
+    let homes: Vec<Home> = (0..validators)
+        .map(|i| Home::new(out.join(format!("node{i}"))))
+        .collect();
+    let mut branch_list = Vec::new();
+    let mut validator_list = Vec::new();
+    for i in 0..branches {
+        let branch_key = generate_keypair();
+        let path = if let Some(home) = homes.get(i) {
+            home.create_dirs()?;
+            home.key_path(KeyRole::Branch)
+        } else {
+            std::fs::create_dir_all(out.join("branches"))?;
+            out.join("branches").join(format!("{}.json", branch_id(i)))
+        };
+        write_key(&path, KeyRole::Branch, &branch_key)?;
+        branch_list.push(Branch {
+            branch_id: branch_id(i),
+            name: format!(
+                "Branch {}",
+                branch_id(i).as_str().trim_start_matches("branch-")
+            ),
+            signing_key: branch_key.public_key(),
+        });
+    }
+    for (i, home) in homes.iter().enumerate() {
+        let node_key = generate_keypair();
+        let consensus_key = generate_keypair();
+        write_key(&home.key_path(KeyRole::Node), KeyRole::Node, &node_key)?;
+        write_key(
+            &home.key_path(KeyRole::Consensus),
+            KeyRole::Consensus,
+            &consensus_key,
+        )?;
+        validator_list.push(Validator {
+            name: format!("validator-{i}"),
+            branch_id: branch_id(i),
+            consensus_key: consensus_key.public_key(),
+            peer_id: peer_id_of(&node_key.public_key()),
+        });
+    }
+    let genesis = Genesis {
+        chain_id: chain_id.to_owned(),
+        genesis_time_ms,
+        validators: validator_list,
+        branches: branch_list,
+        consensus: ConsensusParams::default(),
+        rules: default_rules(),
+    };
+    genesis.validate()?;
+    for home in &homes {
+        std::fs::write(home.genesis_path(), genesis.to_json() + "\n")?;
+    }
+    Ok(genesis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::home::read_key;
+
+    #[test]
+    fn testnet_homes_hold_matching_keys_and_genesis() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = dir.path().join("net");
+        let genesis = generate(&out, "devnet", 4, 5, 1).expect("generate");
+        assert_eq!(genesis.validators.len(), 4);
+        assert_eq!(genesis.branches.len(), 5);
+        for i in 0..4 {
+            let home = Home::new(out.join(format!("node{i}")));
+            let text = std::fs::read_to_string(home.genesis_path()).expect("genesis");
+            assert_eq!(Genesis::from_json(&text).expect("valid"), genesis);
+            let consensus =
+                read_key(&home.key_path(KeyRole::Consensus), KeyRole::Consensus).expect("key");
+            assert_eq!(consensus.public_key(), genesis.validators[i].consensus_key);
+            let node = read_key(&home.key_path(KeyRole::Node), KeyRole::Node).expect("key");
+            assert_eq!(
+                peer_id_of(&node.public_key()),
+                genesis.validators[i].peer_id
+            );
+            let branch = read_key(&home.key_path(KeyRole::Branch), KeyRole::Branch).expect("key");
+            assert_eq!(branch.public_key(), genesis.branches[i].signing_key);
+        }
+        assert!(out.join("branches").join("branch-centre.json").exists());
+        // A second run into the same directory is refused, never overwriting keys.
+        assert!(generate(&out, "devnet", 4, 4, 1).is_err());
+        assert!(generate(&dir.path().join("x"), "devnet", 3, 2, 1).is_err());
+    }
+}

@@ -1,0 +1,71 @@
+//! The README's run command, shortened: `branchd devnet` commits the sample data to a
+//! RocksDB chain and prints the leaderboards from the aggregates.
+
+use std::process::Command;
+
+#[test]
+fn devnet_commits_sample_data_and_prints_leaderboards() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_branchd"))
+        .args([
+            "devnet",
+            "--members-per-branch",
+            "6",
+            "--months",
+            "2",
+            "--block-records",
+            "50",
+            "--home",
+        ])
+        .arg(home.path())
+        .output()
+        .expect("run branchd devnet");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "devnet failed:\n{stdout}\n{stderr}"
+    );
+    // Every sample record passes the state rules, and several blocks were made.
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("devnet: committed"))
+        .unwrap_or_else(|| panic!("no summary line:\n{stdout}"));
+    assert!(
+        summary.ends_with("0 refused by the state rules"),
+        "{summary}"
+    );
+    let blocks: u64 = summary
+        .split(" in ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no block count in {summary}"));
+    assert!(blocks >= 3, "{summary}");
+    for heading in [
+        "Study leaderboard",
+        "Dues for",
+        "Meeting compliance",
+        "Issue pool",
+    ] {
+        assert!(stdout.contains(heading), "missing {heading}:\n{stdout}");
+    }
+    for branch in ["branch-north", "branch-south", "branch-east", "branch-west"] {
+        assert!(
+            stdout.matches(branch).count() >= 4,
+            "{branch} missing from a table:\n{stdout}"
+        );
+    }
+    // The chain is on disk where it was asked to be.
+    assert!(home.path().join("net/node0/data/store/CURRENT").exists());
+}
+
+#[test]
+fn devnet_refuses_bad_arguments_with_a_clear_error() {
+    let output = Command::new(env!("CARGO_BIN_EXE_branchd"))
+        .args(["devnet", "--branches", "0"])
+        .output()
+        .expect("run branchd devnet");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--branches must be in 1..=8"));
+}
