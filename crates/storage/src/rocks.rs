@@ -1,0 +1,222 @@
+//! The RocksDB backend: one column family per table.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use branchledger_state::{ReadError, StateDelta, StateReader, Table};
+use branchledger_types::codec::{decode, encode};
+use branchledger_types::CommittedBlock;
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
+    WriteBatch, WriteOptions, DB,
+};
+
+use crate::chain::{plan_commit, ChainReader, ChainWriter};
+use crate::error::{Result, StorageError};
+use crate::tables::{ChainTable, Column, Tip, META_SCHEMA_VERSION, META_TIP, SCHEMA_VERSION};
+
+/// Default size of the block cache shared by all column families, in bytes.
+pub const BLOCK_CACHE_BYTES_DEFAULT: usize = 64 * 1024 * 1024;
+/// Default bound on the files RocksDB keeps open (the rest are reopened on demand).
+pub const MAX_OPEN_FILES_DEFAULT: i32 = 512;
+
+/// How to open a [`RocksStore`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RocksOptions {
+    /// Size of the block cache shared by all column families, in bytes. Bounds the memory
+    /// RocksDB uses for reads.
+    pub block_cache_bytes: usize,
+    /// Most files RocksDB keeps open at once, so a large store does not exhaust the
+    /// process's file descriptors.
+    pub max_open_files: i32,
+}
+
+impl Default for RocksOptions {
+    fn default() -> Self {
+        RocksOptions {
+            block_cache_bytes: BLOCK_CACHE_BYTES_DEFAULT,
+            max_open_files: MAX_OPEN_FILES_DEFAULT,
+        }
+    }
+}
+
+/// The chain and derived state in a RocksDB directory.
+pub struct RocksStore {
+    /// The database; one column family per [`Column`].
+    db: DB,
+    /// Held from reading the tip until the block's batch is written, so two writers cannot
+    /// both append at the same height.
+    write_lock: Mutex<()>,
+    /// Where the store lives, for messages.
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RocksStore {
+    /// Opens (creating if missing) the store in `path` with default options.
+    pub fn open(path: &Path) -> Result<RocksStore> {
+        RocksStore::open_with(path, &RocksOptions::default())
+    }
+
+    /// Opens (creating if missing) the store in `path`. Missing column families are created;
+    /// a store written with another [`SCHEMA_VERSION`] is refused.
+    pub fn open_with(path: &Path, options: &RocksOptions) -> Result<RocksStore> {
+        let open_error = |reason: String| StorageError::Open {
+            path: path.to_owned(),
+            reason,
+        };
+        let cache = Cache::new_lru_cache(options.block_cache_bytes)
+            .map_err(|e| open_error(format!("block cache: {e}")))?;
+        let mut db_options = Options::default();
+        db_options.create_if_missing(true);
+        db_options.create_missing_column_families(true);
+        db_options.set_max_open_files(options.max_open_files);
+        let descriptors: Vec<ColumnFamilyDescriptor> = Column::all()
+            .map(|column| {
+                let mut table_options = BlockBasedOptions::default();
+                table_options.set_block_cache(&cache);
+                let mut cf_options = Options::default();
+                cf_options.set_block_based_table_factory(&table_options);
+                cf_options.set_compression_type(DBCompressionType::Lz4);
+                ColumnFamilyDescriptor::new(column.name(), cf_options)
+            })
+            .collect();
+        let db = DB::open_cf_descriptors(&db_options, path, descriptors)
+            .map_err(|e| open_error(e.to_string()))?;
+        let store = RocksStore {
+            db,
+            write_lock: Mutex::new(()),
+            path: path.to_owned(),
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Checks the schema version, writing it into a new store.
+    fn check_schema(&self) -> Result<()> {
+        let meta = Column::Chain(ChainTable::Meta);
+        match self.get_raw(meta, META_SCHEMA_VERSION)? {
+            Some(bytes) => {
+                let found: u32 =
+                    decode("schema version", &bytes, 4).map_err(|e| StorageError::Corrupt {
+                        table: meta.name(),
+                        key: crate::error::hex(META_SCHEMA_VERSION),
+                        reason: e.to_string(),
+                    })?;
+                if found != SCHEMA_VERSION {
+                    return Err(StorageError::SchemaMismatch {
+                        found,
+                        expected: SCHEMA_VERSION,
+                    });
+                }
+                Ok(())
+            }
+            None if self.get_raw(meta, META_TIP)?.is_some() => Err(StorageError::Corrupt {
+                table: meta.name(),
+                key: crate::error::hex(META_SCHEMA_VERSION),
+                reason: "a store with blocks has no schema version".to_owned(),
+            }),
+            None => {
+                let mut batch = WriteBatch::default();
+                batch.put_cf(self.cf(meta)?, META_SCHEMA_VERSION, encode(&SCHEMA_VERSION));
+                self.write_synced(batch)
+            }
+        }
+    }
+
+    fn cf(&self, column: Column) -> Result<&ColumnFamily> {
+        self.db.cf_handle(column.name()).ok_or_else(|| {
+            StorageError::Backend(format!("column family {} is not open", column.name()))
+        })
+    }
+
+    fn write_synced(&self, batch: WriteBatch) -> Result<()> {
+        // sync = true: the write-ahead log is fsynced before the write returns, so a block
+        // acknowledged as committed survives a power loss, not only a process crash.
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(true);
+        self.db
+            .write_opt(batch, &write_options)
+            .map_err(|e| StorageError::Backend(e.to_string()))
+    }
+}
+
+impl ChainReader for RocksStore {
+    fn get_raw(&self, column: Column, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db
+            .get_cf(self.cf(column)?, key)
+            .map_err(|e| StorageError::Backend(e.to_string()))
+    }
+
+    fn scan_raw(
+        &self,
+        column: Column,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut iter = self.db.raw_iterator_cf(self.cf(column)?);
+        let from = match start_after {
+            Some(after) if after > prefix => after,
+            _ => prefix,
+        };
+        iter.seek(from);
+        let mut out = Vec::new();
+        while out.len() < limit && iter.valid() {
+            let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
+                break;
+            };
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if start_after.is_none_or(|after| key > after) {
+                out.push((key.to_vec(), value.to_vec()));
+            }
+            iter.next();
+        }
+        iter.status()
+            .map_err(|e| StorageError::Backend(e.to_string()))?;
+        Ok(out)
+    }
+}
+
+impl ChainWriter for RocksStore {
+    fn commit_block(&self, block: &CommittedBlock, delta: &StateDelta) -> Result<Tip> {
+        // The lock guards no data, only the order of writers, so a poisoned lock is safe to
+        // take: the store itself only ever changes by whole batches.
+        let _guard = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (ops, tip) = plan_commit(self, block, delta)?;
+        let mut batch = WriteBatch::default();
+        for op in ops {
+            let cf = self.cf(op.column)?;
+            match op.value {
+                Some(value) => batch.put_cf(cf, op.key, value),
+                None => batch.delete_cf(cf, op.key),
+            }
+        }
+        self.write_synced(batch)?;
+        Ok(tip)
+    }
+}
+
+impl StateReader for RocksStore {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        self.state_value(table, key)
+            .map_err(|e| ReadError(e.to_string()))
+    }
+}
