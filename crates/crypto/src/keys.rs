@@ -169,13 +169,19 @@ pub enum KeyError {
     /// The point has small order, so signatures under it prove nothing.
     #[error("small-order Ed25519 point (weak key)")]
     SmallOrder,
+    /// The point has a small-order (torsion) component beside its prime-order part, so
+    /// whether its signatures verify can depend on the verification equation used.
+    #[error("mixed-order Ed25519 point (key has a torsion component)")]
+    MixedOrder,
 }
 
 /// Checks a key when it is registered (genesis, member keys): refuses encodings that are not
-/// points, non-canonical encodings and small-order points.
+/// points, non-canonical encodings, small-order points and points with a torsion component.
 ///
 /// Verification itself follows ZIP-215, which accepts such keys; refusing them here means no
-/// registered identity can be one whose signatures are forgeable or ambiguous.
+/// registered identity can be one whose signatures are forgeable or ambiguous. A key made by
+/// the standard key generation is always torsion-free (it is a multiple of the prime-order
+/// base point), so only a key built on purpose is refused as mixed-order.
 pub fn check_registered_key(key: &PublicKey) -> Result<(), KeyError> {
     let compressed = CompressedEdwardsY(key.0);
     let point = compressed.decompress().ok_or(KeyError::NotOnCurve)?;
@@ -184,6 +190,12 @@ pub fn check_registered_key(key: &PublicKey) -> Result<(), KeyError> {
     }
     if point.is_small_order() {
         return Err(KeyError::SmallOrder);
+    }
+    // A torsion component does not change cofactored (ZIP-215) verification, but it does
+    // change cofactorless verification, as RFC 8032 and other libraries may apply it; a
+    // registered identity must mean the same thing to every verifier.
+    if !point.is_torsion_free() {
+        return Err(KeyError::MixedOrder);
     }
     Ok(())
 }
@@ -220,6 +232,22 @@ mod tests {
         assert_eq!(
             check_registered_key(&PublicKey(bytes)),
             Err(KeyError::NonCanonical)
+        );
+    }
+
+    #[test]
+    fn mixed_order_key_is_refused() {
+        use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+        use curve25519_dalek::scalar::Scalar;
+        // A prime-order point plus a point of order 8: neither small-order nor torsion-free.
+        let prime_order = ED25519_BASEPOINT_POINT * Scalar::from(12_345u64);
+        let good = PublicKey(prime_order.compress().to_bytes());
+        assert_eq!(check_registered_key(&good), Ok(()));
+        let mixed = prime_order + EIGHT_TORSION[1];
+        assert!(!mixed.is_small_order());
+        assert_eq!(
+            check_registered_key(&PublicKey(mixed.compress().to_bytes())),
+            Err(KeyError::MixedOrder)
         );
     }
 

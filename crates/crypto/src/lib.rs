@@ -2,7 +2,8 @@
 //!
 //! This crate owns every cryptographic primitive branchledger uses:
 //!
-//! * [`Hash`] — a 32-byte BLAKE3 digest, and [`hash_tagged`] for domain-separated hashing;
+//! * [`Hash`](struct@Hash) — a 32-byte BLAKE3 digest, and [`hash_tagged`] for
+//!   domain-separated hashing;
 //! * [`PublicKey`], [`Signature`] and [`Keypair`] — Ed25519 keys and signatures
 //!   (signing with `ed25519-dalek`);
 //! * [`verify`] and [`BatchVerifier`] — consensus-critical verification by the **ZIP-215**
@@ -23,7 +24,7 @@ use serde::{Deserialize, Serialize};
 pub use keys::{check_registered_key, KeyError, Keypair, PublicKey, Signature, Signer};
 pub use verify::{verify, BatchError, BatchVerifier, VerifyError};
 
-/// Length of a [`Hash`] in bytes.
+/// Length of a [`Hash`](struct@Hash) in bytes.
 pub const HASH_LEN: usize = 32;
 
 /// A BLAKE3 digest.
