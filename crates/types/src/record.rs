@@ -8,7 +8,9 @@
 use std::collections::BTreeSet;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use branchledger_crypto::{hash_tagged, signing_bytes, Domain, Hash, PublicKey, Signature, Signer};
+use branchledger_crypto::{
+    check_registered_key, hash_tagged, signing_bytes, Domain, Hash, PublicKey, Signature, Signer,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode, encode, DecodeError};
@@ -433,6 +435,17 @@ impl RecordBody {
         match self {
             RecordBody::MemberJoined(b) => {
                 b.member_id.validate("member_id")?;
+                if let Some(key) = &b.member_key {
+                    // A member key is registered here: refuse weak or ambiguous keys (DESIGN.md §3).
+                    check_registered_key(key).map_err(|e| {
+                        ValidationError::new(
+                            "member_key",
+                            Rule::Key {
+                                reason: e.to_string(),
+                            },
+                        )
+                    })?;
+                }
                 b.joined_on.validate("joined_on")
             }
             RecordBody::MemberTransferred(b) => {

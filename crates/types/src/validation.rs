@@ -50,6 +50,11 @@ pub enum Rule {
         /// The other field.
         other: &'static str,
     },
+    /// A public key refused at registration (not a point, non-canonical, weak).
+    Key {
+        /// Why.
+        reason: String,
+    },
     /// A value not allowed in this position (e.g. a correction of a correction).
     NotAllowed {
         /// Why.
@@ -73,6 +78,7 @@ impl fmt::Display for Rule {
             Rule::Date { reason } => write!(f, "invalid date: {reason}"),
             Rule::Duplicate { value } => write!(f, "duplicate value {value:?}"),
             Rule::MustDiffer { other } => write!(f, "must differ from {other}"),
+            Rule::Key { reason } => write!(f, "key refused: {reason}"),
             Rule::NotAllowed { reason } => write!(f, "not allowed: {reason}"),
         }
     }
