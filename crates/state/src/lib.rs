@@ -8,7 +8,25 @@
 //! disagree at the first divergent block.
 //!
 //! This crate is pure: no IO, no clock (the block time is an argument), no randomness, no
-//! `HashMap` in anything that is hashed.
+//! `HashMap` in anything that is hashed. It never checks signatures (the verifier crate does,
+//! batched) and never writes anywhere but into the delta it returns.
+//!
+//! * [`BlockExecutor`] applies records one by one on an in-memory overlay (the proposer uses
+//!   it to filter), and [`apply_block`] applies a whole block, failing on the first bad record
+//!   (validators and the auditor use it);
+//! * [`Rejection`] names the stateful rule a record breaks;
+//! * [`entries`] holds the value types of every table and [`read`] the typed read helpers any
+//!   [`StateReader`] can use;
+//! * [`MemState`] is the in-memory state of tests, the simulator and the offline auditor.
+//!
+//! The rules themselves, and the decisions where DESIGN.md §2 is silent, are documented on
+//! [`executor`].
+
+pub mod entries;
+pub mod executor;
+mod mem;
+pub mod read;
+mod rejection;
 
 use std::collections::BTreeMap;
 
@@ -19,7 +37,9 @@ use branchledger_crypto::{hash_tagged, Domain, Hash};
 /// functions in [`keys`]; values are borsh of the types in this crate. Identifiers never
 /// contain a zero byte, so `id ‖ 0x00 ‖ …` keys sort and prefix-scan unambiguously; integers
 /// in keys are big-endian so byte order is numeric order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, BorshSerialize, BorshDeserialize,
+)]
 #[borsh(use_discriminant = true)]
 #[repr(u8)]
 pub enum Table {
@@ -51,6 +71,9 @@ pub enum Table {
     Correctable = 12,
     /// `branch_id` → branch-wide counters (active members, records, issues resolved).
     BranchStats = 13,
+    /// `record_id` (32 bytes) → where a committed record is (height, index) and its branch and
+    /// kind. Refuses an identical replay chain-wide and lets a correction find its target.
+    RecordLocations = 14,
 }
 
 impl Table {
@@ -69,6 +92,7 @@ impl Table {
         Table::Issues,
         Table::Correctable,
         Table::BranchStats,
+        Table::RecordLocations,
     ];
 
     /// The table's name (its column family).
@@ -87,6 +111,7 @@ impl Table {
             Table::Issues => "state_issues",
             Table::Correctable => "state_correctable",
             Table::BranchStats => "agg_branch_stats",
+            Table::RecordLocations => "index_record_location",
         }
     }
 }
@@ -94,7 +119,28 @@ impl Table {
 /// Key layouts of the state tables (see [`Table`]). Storage and queries use these to build
 /// keys and prefixes; nothing else may.
 pub mod keys {
+    use branchledger_crypto::Hash;
+    use branchledger_types::record::MeetingKind;
     use branchledger_types::{Period, RecordKind};
+
+    /// `id` alone: the key of [`super::Table::Members`], [`super::Table::Meetings`],
+    /// [`super::Table::Issues`] and [`super::Table::BranchStats`].
+    pub fn id(id: &str) -> Vec<u8> {
+        id.as_bytes().to_vec()
+    }
+
+    /// The 32 bytes of a record id: the key of [`super::Table::Correctable`] and
+    /// [`super::Table::RecordLocations`].
+    pub fn record_id(record_id: &Hash) -> Vec<u8> {
+        record_id.0.to_vec()
+    }
+
+    /// `branch_id ‖ 0 ‖ member_id` for [`super::Table::BranchMembers`].
+    pub fn branch_member(branch_id: &str, member_id: &str) -> Vec<u8> {
+        let mut key = id_prefix(branch_id);
+        key.extend_from_slice(member_id.as_bytes());
+        key
+    }
 
     /// `id ‖ 0`.
     pub fn id_prefix(id: &str) -> Vec<u8> {
@@ -143,6 +189,29 @@ pub mod keys {
         key
     }
 
+    /// The meeting kind's byte in keys: its position in [`MeetingKind::ALL`].
+    pub fn meeting_kind_byte(kind: MeetingKind) -> u8 {
+        MeetingKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .map_or(u8::MAX, |i| i as u8)
+    }
+
+    /// `branch_id ‖ 0 ‖ meeting kind` — prefix of one branch's totals of one meeting kind.
+    pub fn branch_meeting_kind_prefix(branch_id: &str, kind: MeetingKind) -> Vec<u8> {
+        let mut key = id_prefix(branch_id);
+        key.push(meeting_kind_byte(kind));
+        key
+    }
+
+    /// `branch_id ‖ 0 ‖ meeting kind ‖ year ‖ month` for [`super::Table::MeetingsByBranch`].
+    pub fn meetings_by_branch(branch_id: &str, kind: MeetingKind, period: Period) -> Vec<u8> {
+        let mut key = branch_meeting_kind_prefix(branch_id, kind);
+        key.extend_from_slice(&period.year.to_be_bytes());
+        key.push(period.month);
+        key
+    }
+
     /// Full key for [`super::Table::RecordsByBranchKindPeriod`].
     pub fn branch_kind_period(
         branch_id: &str,
@@ -157,6 +226,12 @@ pub mod keys {
         key
     }
 }
+
+pub use executor::{
+    apply_block, is_correctable, BlockExecutor, CORRECTIONS_PER_RECORD_MAX, STATE_VALUE_BYTES_MAX,
+};
+pub use mem::MemState;
+pub use rejection::{ApplyError, BlockError, BlockRejection, Rejection};
 
 /// Reads current derived state (as of the end of the previous block).
 pub trait StateReader {
@@ -179,6 +254,9 @@ pub struct StateDelta {
 impl StateDelta {
     /// The digest after this delta: `H(tag ‖ previous ‖ canonical(delta))`.
     pub fn chain_digest(&self, previous: &Hash) -> Hash {
-        hash_tagged(Domain::StateDigest, &[&previous.0, &borsh::to_vec(self).expect("vec write")])
+        hash_tagged(
+            Domain::StateDigest,
+            &[&previous.0, &borsh::to_vec(self).expect("vec write")],
+        )
     }
 }

@@ -1,0 +1,8 @@
+//! Tests of the state rules through the public API: one per rule, determinism, and random
+//! histories checked against invariants.
+
+#![allow(clippy::unwrap_used)]
+
+mod determinism;
+mod fixture;
+mod rules;
