@@ -177,9 +177,7 @@ mod tests {
             read_key(&path, KeyRole::Branch).expect("read").public_key(),
             keypair.public_key()
         );
-        let error = read_key(&path, KeyRole::Consensus)
-            .err()
-            .expect("wrong role");
+        let error = read_key(&path, KeyRole::Consensus).expect_err("wrong role");
         assert!(
             error.to_string().contains("expected a Consensus key"),
             "{error}"
@@ -190,7 +188,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).expect("read text");
         let other = generate_keypair().public_key().to_hex();
         std::fs::write(&path, text.replace(&keypair.public_key().to_hex(), &other)).expect("write");
-        let error = read_key(&path, KeyRole::Branch).err().expect("mismatch");
+        let error = read_key(&path, KeyRole::Branch).expect_err("mismatch");
         assert!(error.to_string().contains("does not match"), "{error}");
     }
 }

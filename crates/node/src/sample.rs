@@ -174,7 +174,7 @@ pub fn generate(chain_id: &str, branches: &[BranchId], spec: &SampleSpec) -> Vec
             }
             // Meetings: committee and group monthly, assembly and lecture once a quarter.
             let mut kinds = vec![MeetingKind::Committee, MeetingKind::Group];
-            if period.month % 3 == 0 || month_index == 0 {
+            if period.month.is_multiple_of(3) || month_index == 0 {
                 kinds.push(MeetingKind::BranchAssembly);
                 kinds.push(MeetingKind::Lecture);
             }
