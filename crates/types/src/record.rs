@@ -487,16 +487,8 @@ impl RecordBody {
                 check_count("claimants", b.claimants.len(), 1, ISSUE_CLAIMANTS_MAX)?;
                 let mut seen = BTreeSet::new();
                 for (i, member) in b.claimants.iter().enumerate() {
-                    let field = format!("claimants[{i}]");
-                    member.validate(&field)?;
-                    if !seen.insert(member) {
-                        return Err(ValidationError::new(
-                            field,
-                            Rule::Duplicate {
-                                value: member.to_string(),
-                            },
-                        ));
-                    }
+                    // Field paths are formatted only on error: this runs for every record.
+                    check_member_in_list(&mut seen, member, || format!("claimants[{i}]"))?;
                 }
                 Ok(())
             }
@@ -547,28 +539,33 @@ fn validate_meeting(b: &MeetingHeld) -> Validation {
     check_count("absentees", b.absentees.len(), 0, MEETING_ABSENTEES_MAX)?;
     let mut seen = BTreeSet::new();
     for (i, attendee) in b.attendees.iter().enumerate() {
-        let field = format!("attendees[{i}].member_id");
-        attendee.member_id.validate(&field)?;
-        if !seen.insert(&attendee.member_id) {
-            return Err(ValidationError::new(
-                field,
-                Rule::Duplicate {
-                    value: attendee.member_id.to_string(),
-                },
-            ));
-        }
+        check_member_in_list(&mut seen, &attendee.member_id, || {
+            format!("attendees[{i}].member_id")
+        })?;
     }
     for (i, absentee) in b.absentees.iter().enumerate() {
-        let field = format!("absentees[{i}].member_id");
-        absentee.member_id.validate(&field)?;
-        if !seen.insert(&absentee.member_id) {
-            return Err(ValidationError::new(
-                field,
-                Rule::Duplicate {
-                    value: absentee.member_id.to_string(),
-                },
-            ));
-        }
+        check_member_in_list(&mut seen, &absentee.member_id, || {
+            format!("absentees[{i}].member_id")
+        })?;
+    }
+    Ok(())
+}
+
+/// Checks one member id of a list: the identifier pattern, and not seen before in the list.
+/// `field` builds the field path, only when there is an error to report.
+fn check_member_in_list<'a>(
+    seen: &mut BTreeSet<&'a MemberId>,
+    member: &'a MemberId,
+    field: impl Fn() -> String,
+) -> Validation {
+    check_ident("member_id", member.as_str()).map_err(|e| ValidationError::new(field(), e.rule))?;
+    if !seen.insert(member) {
+        return Err(ValidationError::new(
+            field(),
+            Rule::Duplicate {
+                value: member.to_string(),
+            },
+        ));
     }
     Ok(())
 }
