@@ -1,0 +1,513 @@
+//! The mempool: records verified once on admission, waiting to be proposed.
+//!
+//! * **Admission** checks the stateless rules, every signature (in one batch for a batch of
+//!   records), and that the record is neither pending nor already committed. Stateful rules
+//!   are not checked here: a record may depend on another that is still pending (a member's
+//!   first study session right after the member joined).
+//! * **Bounded**: at most [`MempoolLimits::records_max`] records and
+//!   [`MempoolLimits::bytes_max`] bytes. A full pool refuses with [`AdmitError::Full`], which
+//!   the API turns into back-pressure (`RESOURCE_EXHAUSTED`), never unbounded memory.
+//! * **After each commit** the committed records leave the pool, and the rest are re-checked
+//!   in order against the new state; those that became invalid are dropped, and the reason is
+//!   kept (bounded) so the API can report it later.
+//! * A record admitted here had its signatures verified; a proposal that carries the same
+//!   record (same id, same signatures) need not verify it again ([`Mempool::is_verified`]).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use branchledger_crypto::Hash;
+use branchledger_state::{read, ApplyError, BlockExecutor, ReadError, StateReader};
+use branchledger_types::{Genesis, Height, SignedRecord};
+
+/// Bounds of the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MempoolLimits {
+    /// Most pending records.
+    pub records_max: usize,
+    /// Most pending bytes (encoded records).
+    pub bytes_max: usize,
+    /// Most drop reasons remembered for the API.
+    pub dropped_max: usize,
+}
+
+/// Default bound on pending records.
+pub const MEMPOOL_RECORDS_MAX_DEFAULT: usize = 50_000;
+/// Default bound on pending bytes.
+pub const MEMPOOL_BYTES_MAX_DEFAULT: usize = 64 * 1024 * 1024;
+/// Default number of drop reasons remembered.
+pub const MEMPOOL_DROPPED_MAX_DEFAULT: usize = 10_000;
+
+impl Default for MempoolLimits {
+    fn default() -> Self {
+        MempoolLimits {
+            records_max: MEMPOOL_RECORDS_MAX_DEFAULT,
+            bytes_max: MEMPOOL_BYTES_MAX_DEFAULT,
+            dropped_max: MEMPOOL_DROPPED_MAX_DEFAULT,
+        }
+    }
+}
+
+/// Why a record was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    /// The pool is full: try again later.
+    #[error("mempool full ({records} records, {bytes} bytes pending): retry later")]
+    Full {
+        /// Records pending.
+        records: usize,
+        /// Bytes pending.
+        bytes: usize,
+    },
+    /// The same record is already pending.
+    #[error("record {0} is already pending")]
+    Pending(Hash),
+    /// The same record is already committed.
+    #[error("record {0} is already committed at height {1}")]
+    Committed(Hash, Height),
+    /// A stateless rule or a signature failed.
+    #[error("record {0} is invalid: {1}")]
+    Invalid(Hash, String),
+    /// State could not be read (the record may be fine).
+    #[error("state read failed: {0}")]
+    Read(#[from] ReadError),
+}
+
+/// Where a record is, as far as this pool knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordStatus {
+    /// Waiting to be proposed.
+    Pending,
+    /// Dropped after a commit made it invalid, with the reason.
+    Dropped(String),
+    /// Not known to the pool (never seen, committed, or forgotten).
+    Unknown,
+}
+
+struct Entry {
+    record: SignedRecord,
+    bytes: usize,
+    sequence: u64,
+}
+
+/// The pool.
+pub struct Mempool {
+    limits: MempoolLimits,
+    /// Pending records by id.
+    entries: HashMap<Hash, Entry>,
+    /// Arrival order: sequence → id. Proposals take records in this order.
+    order: BTreeMap<u64, Hash>,
+    next_sequence: u64,
+    bytes: usize,
+    /// Why records were dropped, oldest first, at most `limits.dropped_max`.
+    dropped: VecDeque<(Hash, String)>,
+    dropped_index: HashMap<Hash, String>,
+}
+
+impl Mempool {
+    /// An empty pool.
+    pub fn new(limits: MempoolLimits) -> Mempool {
+        Mempool {
+            limits,
+            entries: HashMap::new(),
+            order: BTreeMap::new(),
+            next_sequence: 0,
+            bytes: 0,
+            dropped: VecDeque::new(),
+            dropped_index: HashMap::new(),
+        }
+    }
+
+    /// Pending records.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True if nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Pending bytes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Admits a batch of records: stateless rules and signatures (one batch), duplicates
+    /// against the pool and the chain, and the bounds. Returns one result per record, in order.
+    pub fn admit(
+        &mut self,
+        genesis: &Genesis,
+        committed: &(impl StateReader + ?Sized),
+        records: Vec<SignedRecord>,
+    ) -> Vec<Result<Hash, AdmitError>> {
+        let ids: Vec<Hash> = records.iter().map(SignedRecord::id).collect();
+        let mut verdicts: Vec<Result<(), AdmitError>> = vec![Ok(()); records.len()];
+        if let Err(error) = branchledger_verifier::check_records(genesis, &records) {
+            for (index, record_id, reason) in error.bad {
+                verdicts[index] = Err(AdmitError::Invalid(record_id, reason.to_string()));
+            }
+        }
+        let mut results = Vec::with_capacity(records.len());
+        for ((record, id), verdict) in records.into_iter().zip(ids).zip(verdicts) {
+            results.push(verdict.and_then(|()| self.insert(committed, record, id)));
+        }
+        results
+    }
+
+    fn insert(
+        &mut self,
+        committed: &(impl StateReader + ?Sized),
+        record: SignedRecord,
+        id: Hash,
+    ) -> Result<Hash, AdmitError> {
+        if self.entries.contains_key(&id) {
+            return Err(AdmitError::Pending(id));
+        }
+        if let Some(location) = read::record_location(committed, &id)? {
+            return Err(AdmitError::Committed(id, location.height));
+        }
+        let bytes = record.to_bytes().len();
+        if self.entries.len() + 1 > self.limits.records_max
+            || self.bytes + bytes > self.limits.bytes_max
+        {
+            return Err(AdmitError::Full {
+                records: self.entries.len(),
+                bytes: self.bytes,
+            });
+        }
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        self.order.insert(sequence, id);
+        self.bytes += bytes;
+        self.entries.insert(
+            id,
+            Entry {
+                record,
+                bytes,
+                sequence,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Records in arrival order, up to `records_max` records and `bytes_max` bytes, for a
+    /// proposal (the proposer still filters them through the state rules).
+    pub fn candidates(&self, records_max: usize, bytes_max: usize) -> Vec<SignedRecord> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for id in self.order.values() {
+            let Some(entry) = self.entries.get(id) else {
+                continue;
+            };
+            if out.len() >= records_max || bytes + entry.bytes > bytes_max {
+                break;
+            }
+            bytes += entry.bytes;
+            out.push(entry.record.clone());
+        }
+        out
+    }
+
+    /// True if this exact record (same id and signatures) was admitted, so its signatures
+    /// were verified.
+    pub fn is_verified(&self, record: &SignedRecord, id: &Hash) -> bool {
+        self.entries.get(id).is_some_and(|entry| {
+            entry.record.signature == record.signature
+                && entry.record.co_signatures == record.co_signatures
+        })
+    }
+
+    /// What the pool knows of a record.
+    pub fn status(&self, id: &Hash) -> RecordStatus {
+        if self.entries.contains_key(id) {
+            RecordStatus::Pending
+        } else if let Some(reason) = self.dropped_index.get(id) {
+            RecordStatus::Dropped(reason.clone())
+        } else {
+            RecordStatus::Unknown
+        }
+    }
+
+    /// After a block at `height` is committed: removes its records, then re-checks the rest in
+    /// order against the new state (as if proposed in the next block at `next_time_ms`) and
+    /// drops those that became invalid. Returns the dropped records with their reasons.
+    pub fn on_commit(
+        &mut self,
+        genesis: &Genesis,
+        committed_state: &dyn StateReader,
+        committed_ids: &[Hash],
+        height: Height,
+        next_time_ms: u64,
+    ) -> Result<Vec<(Hash, String)>, ReadError> {
+        for id in committed_ids {
+            self.remove(id);
+        }
+        let mut executor = BlockExecutor::new(committed_state, genesis, height + 1, next_time_ms);
+        let mut dropped = Vec::new();
+        // Only what fits the next block is re-checked: the cost per commit stays bounded by
+        // a block's size, and the rest is checked when it moves up.
+        let recheck_max = genesis.consensus.max_block_records as usize;
+        let pending: Vec<Hash> = self.order.values().take(recheck_max).copied().collect();
+        for id in pending {
+            let Some(entry) = self.entries.get(&id) else {
+                continue;
+            };
+            match executor.apply_with_id(&entry.record, id) {
+                Ok(_) => {}
+                Err(ApplyError::Rejected(reason)) => dropped.push((id, reason.to_string())),
+                Err(ApplyError::Read(error)) => return Err(error),
+            }
+        }
+        for (id, reason) in &dropped {
+            self.remove(id);
+            self.remember_drop(*id, reason.clone());
+        }
+        Ok(dropped)
+    }
+
+    fn remove(&mut self, id: &Hash) {
+        if let Some(entry) = self.entries.remove(id) {
+            self.order.remove(&entry.sequence);
+            self.bytes -= entry.bytes;
+        }
+    }
+
+    fn remember_drop(&mut self, id: Hash, reason: String) {
+        if self.limits.dropped_max == 0 {
+            return;
+        }
+        while self.dropped.len() >= self.limits.dropped_max {
+            if let Some((old, _)) = self.dropped.pop_front() {
+                self.dropped_index.remove(&old);
+            }
+        }
+        self.dropped.push_back((id, reason.clone()));
+        self.dropped_index.insert(id, reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use branchledger_crypto::{Keypair, Signer};
+    use branchledger_state::{apply_block, MemState};
+    use branchledger_types::genesis::{
+        peer_id_of, Branch, ConsensusParams, Rules, StudyRule, Validator,
+    };
+    use branchledger_types::record::{
+        LeaveReason, MemberJoined, MemberLeft, MemberStatus, StudyForm, StudySession,
+    };
+    use branchledger_types::{BranchId, Date, MemberId, Record, RecordBody};
+
+    const NOW_MS: u64 = 1_767_225_600_000; // 2026-01-01
+
+    fn branch_key() -> Keypair {
+        Keypair::from_seed([1; 32])
+    }
+
+    fn genesis() -> Genesis {
+        Genesis {
+            chain_id: "test".into(),
+            genesis_time_ms: NOW_MS - 1,
+            validators: vec![Validator {
+                name: "v0".into(),
+                branch_id: BranchId("b0".into()),
+                consensus_key: Keypair::from_seed([2; 32]).public_key(),
+                peer_id: peer_id_of(&Keypair::from_seed([3; 32]).public_key()),
+            }],
+            branches: vec![Branch {
+                branch_id: BranchId("b0".into()),
+                name: "B0".into(),
+                signing_key: branch_key().public_key(),
+            }],
+            consensus: ConsensusParams::default(),
+            rules: Rules {
+                meetings: vec![],
+                study: StudyRule {
+                    minutes_per_member_per_month: 60,
+                },
+                dues_minor_per_month: 0,
+            },
+        }
+    }
+
+    fn record(nonce: u64, body: RecordBody) -> SignedRecord {
+        Record {
+            chain_id: "test".into(),
+            branch_id: BranchId("b0".into()),
+            created_at_ms: NOW_MS,
+            nonce,
+            body,
+        }
+        .sign(&branch_key())
+    }
+
+    fn join(member: &str) -> SignedRecord {
+        record(
+            0,
+            RecordBody::MemberJoined(MemberJoined {
+                member_id: MemberId(member.into()),
+                joined_on: Date::new(2025, 12, 1),
+                status: MemberStatus::Full,
+                mobile: false,
+                member_key: None,
+            }),
+        )
+    }
+
+    fn study(member: &str, nonce: u64) -> SignedRecord {
+        record(
+            nonce,
+            RecordBody::StudySession(StudySession {
+                member_id: MemberId(member.into()),
+                material: "handbook".into(),
+                minutes: 30,
+                form: StudyForm::SelfStudy,
+                occurred_on: Date::new(2025, 12, 2),
+            }),
+        )
+    }
+
+    fn commit(state: &mut MemState, genesis: &Genesis, height: Height, records: &[SignedRecord]) {
+        let (delta, _) =
+            apply_block(state, genesis, height, NOW_MS, records, &Hash::ZERO).expect("valid block");
+        state.apply_delta(&delta);
+    }
+
+    #[test]
+    fn admits_verified_records_and_refuses_duplicates_and_bad_signatures() {
+        let genesis = genesis();
+        let mut state = MemState::new();
+        let mut pool = Mempool::new(MempoolLimits::default());
+        let a = join("m1");
+        let mut bad = study("m1", 1);
+        bad.signature.0[0] ^= 1;
+        let results = pool.admit(
+            &genesis,
+            &state,
+            vec![a.clone(), a.clone(), bad.clone(), study("m1", 2)],
+        );
+        assert_eq!(results[0], Ok(a.id()));
+        assert_eq!(results[1], Err(AdmitError::Pending(a.id())));
+        assert!(
+            matches!(&results[2], Err(AdmitError::Invalid(id, reason)) if *id == bad.id() && reason.contains("signature")),
+            "{:?}",
+            results[2]
+        );
+        assert!(results[3].is_ok());
+        assert_eq!(pool.len(), 2);
+        assert!(pool.is_verified(&a, &a.id()));
+        assert!(!pool.is_verified(&bad, &bad.id()));
+        // Once committed, the same record is refused as committed.
+        commit(&mut state, &genesis, 1, std::slice::from_ref(&a));
+        pool.on_commit(&genesis, &state, &[a.id()], 1, NOW_MS)
+            .expect("recheck");
+        assert_eq!(
+            pool.admit(&genesis, &state, vec![a.clone()])[0],
+            Err(AdmitError::Committed(a.id(), 1))
+        );
+        assert_eq!(pool.len(), 1);
+    }
+
+    #[test]
+    fn full_pool_gives_back_pressure_not_growth() {
+        let genesis = genesis();
+        let state = MemState::new();
+        let mut pool = Mempool::new(MempoolLimits {
+            records_max: 3,
+            bytes_max: usize::MAX,
+            dropped_max: 10,
+        });
+        let records: Vec<SignedRecord> = (0..5).map(|i| study("m1", i)).collect();
+        let results = pool.admit(&genesis, &state, records);
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3);
+        assert!(matches!(
+            results[3],
+            Err(AdmitError::Full { records: 3, .. })
+        ));
+        assert_eq!(pool.len(), 3);
+        let bytes = pool.bytes();
+        let mut small = Mempool::new(MempoolLimits {
+            records_max: 100,
+            bytes_max: bytes / 3 * 2,
+            dropped_max: 10,
+        });
+        let results = small.admit(&genesis, &state, (0..3).map(|i| study("m1", i)).collect());
+        assert!(
+            matches!(results[2], Err(AdmitError::Full { .. })),
+            "{results:?}"
+        );
+    }
+
+    #[test]
+    fn candidates_come_in_arrival_order_within_limits() {
+        let genesis = genesis();
+        let state = MemState::new();
+        let mut pool = Mempool::new(MempoolLimits::default());
+        let records: Vec<SignedRecord> = (0..10).map(|i| study("m1", i)).collect();
+        pool.admit(&genesis, &state, records.clone());
+        assert_eq!(pool.candidates(4, usize::MAX), records[..4].to_vec());
+        let one = records[0].to_bytes().len();
+        assert_eq!(pool.candidates(100, one * 2 + 1).len(), 2);
+    }
+
+    #[test]
+    fn records_made_invalid_by_a_commit_are_dropped_with_a_reason() {
+        let genesis = genesis();
+        let mut state = MemState::new();
+        let mut pool = Mempool::new(MempoolLimits::default());
+        let joined = join("m1");
+        commit(&mut state, &genesis, 1, std::slice::from_ref(&joined));
+        let pending_study = study("m1", 7);
+        let orphan = study("nobody", 8);
+        pool.admit(
+            &genesis,
+            &state,
+            vec![pending_study.clone(), orphan.clone()],
+        );
+        // The member leaves in block 2: the pending study session can never be committed.
+        let left = record(
+            9,
+            RecordBody::MemberLeft(MemberLeft {
+                member_id: MemberId("m1".into()),
+                reason: LeaveReason::Resigned,
+            }),
+        );
+        commit(&mut state, &genesis, 2, std::slice::from_ref(&left));
+        let dropped = pool
+            .on_commit(&genesis, &state, &[left.id()], 2, NOW_MS)
+            .expect("recheck");
+        assert_eq!(dropped.len(), 2, "{dropped:?}");
+        assert!(pool.is_empty());
+        assert!(
+            matches!(pool.status(&pending_study.id()), RecordStatus::Dropped(reason) if reason.contains("m1"))
+        );
+        assert!(matches!(
+            pool.status(&orphan.id()),
+            RecordStatus::Dropped(_)
+        ));
+        assert_eq!(pool.status(&joined.id()), RecordStatus::Unknown);
+    }
+
+    #[test]
+    fn drop_reasons_are_bounded() {
+        let genesis = genesis();
+        let state = MemState::new();
+        let mut pool = Mempool::new(MempoolLimits {
+            records_max: 100,
+            bytes_max: usize::MAX,
+            dropped_max: 2,
+        });
+        let orphans: Vec<SignedRecord> = (0..5).map(|i| study("nobody", i)).collect();
+        pool.admit(&genesis, &state, orphans.clone());
+        let dropped = pool
+            .on_commit(&genesis, &state, &[], 1, NOW_MS)
+            .expect("recheck");
+        assert_eq!(dropped.len(), 5);
+        assert_eq!(pool.status(&orphans[0].id()), RecordStatus::Unknown);
+        assert!(matches!(
+            pool.status(&orphans[4].id()),
+            RecordStatus::Dropped(_)
+        ));
+    }
+}
