@@ -8,18 +8,19 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use branchledger_crypto::{Hash, Keypair, Signer};
-use branchledger_state::{ApplyError, BlockExecutor};
-use branchledger_storage::{ChainReader, ChainWriter, RocksStore};
+use branchledger_storage::{ChainReader, RocksStore};
 use branchledger_types::{
-    merkle, Block, BlockHeader, BranchId, CommitCertificate, CommitSignature, CommittedBlock, Date,
-    Genesis, Record, SignedRecord, Vote, VoteKind,
+    BranchId, CommitCertificate, CommitSignature, Date, Genesis, Record, SignedRecord, Vote,
+    VoteKind,
 };
 
 use crate::home::{read_key, Home, KeyRole};
+use crate::ledger::Ledger;
 use crate::{progress, sample, testnet};
 
 /// Arguments of `branchd devnet`.
@@ -91,7 +92,7 @@ pub fn run(args: DevnetArgs) -> Result<()> {
         };
         branch_keys.insert(branch.branch_id.clone(), read_key(&path, KeyRole::Branch)?);
     }
-    let store = RocksStore::open(&home.data_dir().join("store"))?;
+    let store = Arc::new(RocksStore::open(&home.data_dir().join("store"))?);
     println!(
         "devnet: chain {} with 1 validator and {} branches in {}",
         genesis.chain_id,
@@ -123,8 +124,7 @@ pub fn run(args: DevnetArgs) -> Result<()> {
 
     let started = Instant::now();
     let mut chain = Chain {
-        genesis: &genesis,
-        store: &store,
+        ledger: Ledger::new(Arc::new(genesis.clone()), store.clone()),
         consensus_key: &consensus_key,
     };
     let mut committed = 0usize;
@@ -163,14 +163,13 @@ pub fn run(args: DevnetArgs) -> Result<()> {
     for (record_id, reason) in rejected.iter().take(5) {
         println!("  refused {record_id}: {reason}");
     }
-    print_tables(&store, &genesis, &sample::periods(&spec))?;
+    print_tables(store.as_ref(), &genesis, &sample::periods(&spec))?;
     Ok(())
 }
 
 /// Builds, certifies and stores blocks for a single-validator chain.
 struct Chain<'a> {
-    genesis: &'a Genesis,
-    store: &'a RocksStore,
+    ledger: Ledger,
     consensus_key: &'a Keypair,
 }
 
@@ -178,54 +177,16 @@ impl Chain<'_> {
     /// Commits the records of `candidates` that pass the state rules as one block; returns
     /// how many were committed and why the others were refused.
     fn commit(&mut self, candidates: &[SignedRecord]) -> Result<(usize, Vec<(Hash, String)>)> {
-        branchledger_verifier::verify_records_batch(self.genesis, candidates)
+        let genesis = self.ledger.genesis();
+        branchledger_verifier::verify_records_batch(genesis, candidates)
             .map_err(|e| anyhow!("sample records failed verification: {e}"))?;
-        let tip = self.store.tip()?;
-        let prev_header = match &tip {
-            Some(tip) => Some(
-                self.store
-                    .header(tip.height)?
-                    .context("tip header missing")?,
-            ),
-            None => None,
-        };
-        let height = tip.as_ref().map_or(1, |t| t.height + 1);
-        let time_ms = now_ms().max(
-            prev_header
-                .as_ref()
-                .map_or(self.genesis.genesis_time_ms, |h| h.time_ms)
-                + 1,
-        );
-        let mut executor = BlockExecutor::new(self.store, self.genesis, height, time_ms);
-        let mut records = Vec::new();
-        let mut refused = Vec::new();
-        for record in candidates {
-            let id = record.id();
-            match executor.apply_with_id(record, id) {
-                Ok(_) => records.push(record.clone()),
-                Err(ApplyError::Rejected(reason)) => refused.push((id, reason.to_string())),
-                Err(error) => return Err(error.into()),
-            }
+        let height = self.ledger.next_height()?;
+        let proposer = self.ledger.validators().proposer(height, 0);
+        let built = self.ledger.build_block(candidates, now_ms(), proposer)?;
+        if built.block.records.is_empty() {
+            return Ok((0, built.refused));
         }
-        if records.is_empty() {
-            return Ok((0, refused));
-        }
-        let previous_digest = tip.as_ref().map_or(Hash::ZERO, |t| t.state_digest);
-        let (delta, state_digest) = executor.finish(&previous_digest);
-        let ids: Vec<Hash> = records.iter().map(SignedRecord::id).collect();
-        let set = self.genesis.validator_set();
-        let header = BlockHeader {
-            chain_id: self.genesis.chain_id.clone(),
-            height,
-            time_ms,
-            prev_block_id: tip.as_ref().map_or(Hash::ZERO, |t| t.block_id),
-            records_root: merkle::root(&ids),
-            record_count: records.len() as u32,
-            state_digest,
-            proposer_index: set.proposer(height, 0),
-            validator_set_id: set.id(),
-        };
-        let block_id = header.block_id();
+        let block_id = built.block.id();
         let vote = Vote {
             height,
             round: 0,
@@ -235,28 +196,19 @@ impl Chain<'_> {
         };
         let signature = self
             .consensus_key
-            .sign(&vote.signing_message(&self.genesis.chain_id));
-        let committed = CommittedBlock {
-            block: Block { header, records },
-            commit: CommitCertificate {
-                height,
-                round: 0,
-                block_id,
-                signatures: vec![CommitSignature {
-                    validator_index: 0,
-                    signature,
-                }],
-            },
+            .sign(&vote.signing_message(&genesis.chain_id));
+        let certificate = CommitCertificate {
+            height,
+            round: 0,
+            block_id,
+            signatures: vec![CommitSignature {
+                validator_index: 0,
+                signature,
+            }],
         };
-        branchledger_verifier::verify_committed_block(
-            self.genesis,
-            prev_header.as_ref(),
-            &committed,
-        )
-        .map_err(|e| anyhow!("block {height} failed verification: {e}"))?;
-        let count = committed.block.records.len();
-        self.store.commit_block(&committed, &delta)?;
-        Ok((count, refused))
+        let count = built.block.records.len();
+        self.ledger.commit(built.block, certificate, &built.delta)?;
+        Ok((count, built.refused))
     }
 }
 

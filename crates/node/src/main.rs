@@ -6,6 +6,8 @@
 
 mod devnet;
 mod home;
+#[allow(dead_code)] // the consensus driver uses the rest
+mod ledger;
 #[allow(dead_code)] // wired into the node by the consensus driver
 mod mempool;
 mod progress;
