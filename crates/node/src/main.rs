@@ -4,6 +4,8 @@
 //! pure crates (`types`, `state`, `verifier`, `consensus`); this crate moves bytes between
 //! them, the disk, the network and the operator.
 
+#[allow(dead_code)] // read by `branchd start`
+mod config;
 mod devnet;
 mod home;
 #[allow(dead_code)] // the consensus driver uses the rest
@@ -11,6 +13,8 @@ mod ledger;
 #[allow(dead_code)] // wired into the node by the consensus driver
 mod mempool;
 mod progress;
+#[allow(dead_code)] // used by the consensus driver
+mod safety_file;
 mod sample;
 mod testnet;
 
