@@ -212,6 +212,10 @@ impl Ledger {
     }
 
     /// Applies a block's records to the committed state and checks the digest.
+    pub fn state_delta(&self, block: &Block) -> Result<StateDelta, LedgerError> {
+        self.apply_records(block)
+    }
+
     fn apply_records(&self, block: &Block) -> Result<StateDelta, LedgerError> {
         let header = &block.header;
         let previous_digest = self.tip()?.map_or(Hash::ZERO, |t| t.state_digest);

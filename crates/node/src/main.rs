@@ -7,6 +7,8 @@
 #[allow(dead_code)] // read by `branchd start`
 mod config;
 mod devnet;
+#[allow(dead_code)] // wired to the network by `branchd start`
+mod driver;
 mod home;
 #[allow(dead_code)] // the consensus driver uses the rest
 mod ledger;

@@ -1,0 +1,1106 @@
+//! The consensus driver: the shell around the pure consensus core.
+//!
+//! It feeds the core its inputs (messages whose signatures it checked, timeouts that fired,
+//! the application's answers) and carries out the core's effects **in order**: a
+//! `PersistSafety` is written and synced before the next effect runs, so no vote leaves the
+//! node before the state that covers it is on disk; a `Decide` is stored (one synced batch)
+//! before the effects of the next height.
+//!
+//! The driver itself is synchronous and deterministic: time comes in as an argument, messages
+//! leave through the [`Network`] trait, and the async node loop (or a test harness) moves
+//! bytes and fires timers. That keeps the rules of *when* to do what testable without a
+//! runtime.
+//!
+//! **No empty blocks while idle.** After a commit, this node does not start the propose
+//! timeout of the next height, and does not answer a request to propose, until it has records
+//! to propose, a peer has started the height (a proposal or vote for it arrived), or the
+//! genesis heartbeat has elapsed.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use branchledger_consensus::{Config, Core, Effect, Input, Message, Step};
+use branchledger_crypto::{verify, Hash, Keypair, Signer};
+use branchledger_state::StateDelta;
+use branchledger_types::{
+    Block, CommittedBlock, Evidence, Height, Round, SignedProposal, SignedRecord, SignedVote,
+};
+
+use crate::ledger::{Ledger, LedgerError};
+use crate::mempool::{AdmitError, Mempool};
+use crate::safety_file::{SafetyFile, SafetyFileError};
+
+/// Most evidence reports kept for the API.
+pub const EVIDENCE_KEPT_MAX: usize = 1_000;
+/// Most proposed blocks kept while their height is undecided.
+pub const BLOCKS_KEPT_MAX: usize = 64;
+
+/// A message to every other validator.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outbound {
+    /// A proposal with its block.
+    Proposal(SignedProposal, Box<Block>),
+    /// A vote.
+    Vote(SignedVote),
+    /// Records admitted here, for the other mempools.
+    Records(Vec<SignedRecord>),
+}
+
+/// Where outbound messages go.
+pub trait Network {
+    /// Sends to every peer (best effort; consensus tolerates loss).
+    fn broadcast(&mut self, message: Outbound);
+}
+
+/// A failure that stops the node: continuing could break safety.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The safety state could not be synced.
+    #[error(transparent)]
+    Safety(#[from] SafetyFileError),
+    /// A decided block could not be stored.
+    #[error("storing a decided block failed: {0}")]
+    Commit(#[from] LedgerError),
+    /// The core could not be built.
+    #[error("consensus: {0}")]
+    Consensus(String),
+}
+
+/// A timer: when it fires, a sequence number (so equal instants keep their order), and the
+/// timeout it carries.
+type Timer = (Instant, u64, Height, Round, Step);
+
+/// What happened to a message from a peer (reported back to the network for scoring).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: pass it on.
+    Accept,
+    /// Invalid: penalise the sender.
+    Reject,
+    /// Harmless but useless (stale, duplicate): drop it.
+    Ignore,
+}
+
+/// A block committed by this node, for waiters and metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// Its height.
+    pub height: Height,
+    /// The ids of its records.
+    pub record_ids: Vec<Hash>,
+    /// Its time.
+    pub time_ms: u64,
+}
+
+/// The driver of one node.
+pub struct Driver {
+    core: Core,
+    ledger: Ledger,
+    mempool: Mempool,
+    safety: SafetyFile,
+    /// Blocks proposed for undecided heights, by id.
+    blocks: HashMap<Hash, Block>,
+    /// Deltas of blocks checked (or built) here, by id.
+    deltas: HashMap<Hash, StateDelta>,
+    /// Blocks the core asked to validate that have not arrived yet.
+    awaiting: BTreeMap<(Height, Hash), Round>,
+    /// A request to propose, held while idle.
+    deferred_request: Option<(Height, Round)>,
+    /// Propose timeouts held while idle.
+    deferred_timeouts: Vec<(Height, Round, Step, u64)>,
+    /// A peer started this height (so this node takes part even with nothing to propose).
+    height_started_by_peer: Option<Height>,
+    /// The highest height any peer's message or a decision named: above the stored tip means
+    /// this node is behind and must sync.
+    highest_seen: Height,
+    timers: BinaryHeap<Reverse<Timer>>,
+    timer_sequence: u64,
+    evidence: VecDeque<Evidence>,
+    /// Commits since the last call to [`Driver::take_committed`].
+    committed: Vec<Committed>,
+    /// Inputs produced by effects, handled after the current effects.
+    queue: VecDeque<Input>,
+    /// The clock's origin, so the driver can turn an `Instant` into Unix milliseconds.
+    epoch: Instant,
+    epoch_ms: u64,
+    last_commit: Instant,
+}
+
+impl Driver {
+    /// A driver for `ledger`, signing with `consensus_key` (none: an observer), resuming from
+    /// the safety state in `safety` if there is one.
+    pub fn new(
+        ledger: Ledger,
+        mempool: Mempool,
+        safety: SafetyFile,
+        consensus_key: Option<Keypair>,
+        now: Instant,
+        now_ms: u64,
+    ) -> Result<Driver, DriverError> {
+        let genesis = ledger.genesis();
+        let restored = safety.load()?;
+        let config = Config::new(genesis.chain_id.clone(), genesis.consensus.clone());
+        let signer = consensus_key.map(|k| Box::new(k) as Box<dyn Signer + Send>);
+        let core = Core::new(config, ledger.validators().clone(), signer, restored)
+            .map_err(|e| DriverError::Consensus(e.to_string()))?;
+        Ok(Driver {
+            core,
+            ledger,
+            mempool,
+            safety,
+            blocks: HashMap::new(),
+            deltas: HashMap::new(),
+            awaiting: BTreeMap::new(),
+            deferred_request: None,
+            deferred_timeouts: Vec::new(),
+            height_started_by_peer: None,
+            highest_seen: 0,
+            timers: BinaryHeap::new(),
+            timer_sequence: 0,
+            evidence: VecDeque::new(),
+            committed: Vec::new(),
+            queue: VecDeque::new(),
+            epoch: now,
+            epoch_ms: now_ms,
+            last_commit: now,
+        })
+    }
+
+    fn now_ms(&self, now: Instant) -> u64 {
+        self.epoch_ms + now.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The mempool.
+    pub fn mempool(&self) -> &Mempool {
+        &self.mempool
+    }
+
+    /// The height and round being decided.
+    pub fn position(&self) -> (Height, Round) {
+        (self.core.height(), self.core.round())
+    }
+
+    /// Evidence of misbehaviour seen so far (most recent last).
+    pub fn evidence(&self) -> impl Iterator<Item = &Evidence> {
+        self.evidence.iter()
+    }
+
+    /// Blocks committed since the last call.
+    pub fn take_committed(&mut self) -> Vec<Committed> {
+        std::mem::take(&mut self.committed)
+    }
+
+    /// Starts consensus at the height after the stored tip.
+    pub fn start(&mut self, now: Instant, net: &mut dyn Network) -> Result<(), DriverError> {
+        let height = self.ledger.next_height()?;
+        self.last_commit = now;
+        self.step(Input::Start { height }, now, net)
+    }
+
+    /// Records from a client or a peer: admitted to the mempool; those admitted from a client
+    /// (`gossip`) are sent on to the peers.
+    pub fn submit(
+        &mut self,
+        records: Vec<SignedRecord>,
+        gossip: bool,
+        now: Instant,
+        net: &mut dyn Network,
+    ) -> Result<Vec<Result<Hash, AdmitError>>, DriverError> {
+        let results = self.mempool.admit(
+            self.ledger.genesis(),
+            self.ledger.store().as_ref(),
+            records.clone(),
+        );
+        if gossip {
+            let admitted: Vec<SignedRecord> = records
+                .into_iter()
+                .zip(&results)
+                .filter(|(_, r)| r.is_ok())
+                .map(|(record, _)| record)
+                .collect();
+            if !admitted.is_empty() {
+                net.broadcast(Outbound::Records(admitted));
+            }
+        }
+        self.release_if_ready(now, net)?;
+        Ok(results)
+    }
+
+    /// A proposal from a peer, with its block.
+    pub fn on_proposal(
+        &mut self,
+        proposal: SignedProposal,
+        block: Block,
+        now: Instant,
+        net: &mut dyn Network,
+    ) -> Result<Verdict, DriverError> {
+        let p = proposal.proposal;
+        let Some(validator) = self.ledger.validators().get(p.proposer_index) else {
+            return Ok(Verdict::Reject);
+        };
+        let message = p.signing_message(&self.ledger.genesis().chain_id);
+        if verify(&validator.consensus_key, &message, &proposal.signature).is_err()
+            || block.id() != p.block_id
+        {
+            return Ok(Verdict::Reject);
+        }
+        self.highest_seen = self.highest_seen.max(p.height.saturating_sub(1));
+        if p.height < self.core.height() {
+            return Ok(Verdict::Ignore);
+        }
+        if p.height == self.core.height() {
+            self.height_started_by_peer = Some(p.height);
+        }
+        if self.blocks.len() < BLOCKS_KEPT_MAX {
+            self.blocks.insert(p.block_id, block);
+        }
+        self.step(Input::Message(Message::Proposal(proposal)), now, net)?;
+        if let Some(round) = self.awaiting.remove(&(p.height, p.block_id)) {
+            self.validate(p.height, round, p.block_id, now);
+            self.drain(now, net)?;
+        }
+        self.release_if_ready(now, net)?;
+        Ok(Verdict::Accept)
+    }
+
+    /// A vote from a peer.
+    pub fn on_vote(
+        &mut self,
+        vote: SignedVote,
+        now: Instant,
+        net: &mut dyn Network,
+    ) -> Result<Verdict, DriverError> {
+        let Some(validator) = self.ledger.validators().get(vote.vote.validator_index) else {
+            return Ok(Verdict::Reject);
+        };
+        let message = vote.vote.signing_message(&self.ledger.genesis().chain_id);
+        if verify(&validator.consensus_key, &message, &vote.signature).is_err() {
+            return Ok(Verdict::Reject);
+        }
+        self.highest_seen = self.highest_seen.max(vote.vote.height.saturating_sub(1));
+        if vote.vote.height < self.core.height() {
+            return Ok(Verdict::Ignore);
+        }
+        if vote.vote.height == self.core.height() {
+            self.height_started_by_peer = Some(vote.vote.height);
+        }
+        self.step(Input::Message(Message::Vote(vote)), now, net)?;
+        self.release_if_ready(now, net)?;
+        Ok(Verdict::Accept)
+    }
+
+    /// When the next timer fires, if any is set.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let timer = self.timers.peek().map(|Reverse((at, ..))| *at);
+        let heartbeat = self.heartbeat_deadline();
+        match (timer, heartbeat) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn heartbeat_deadline(&self) -> Option<Instant> {
+        let heartbeat_ms = self.ledger.genesis().consensus.heartbeat_ms;
+        let idle = self.deferred_request.is_some() || !self.deferred_timeouts.is_empty();
+        (idle && heartbeat_ms > 0).then(|| self.last_commit + Duration::from_millis(heartbeat_ms))
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn on_time(&mut self, now: Instant, net: &mut dyn Network) -> Result<(), DriverError> {
+        while let Some(Reverse((at, _, height, round, step))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            self.step(
+                Input::Timeout {
+                    height,
+                    round,
+                    step,
+                },
+                now,
+                net,
+            )?;
+        }
+        self.release_if_ready(now, net)
+    }
+
+    /// Asks the core to send its current messages again (the network may have lost them).
+    pub fn rebroadcast(&mut self, now: Instant, net: &mut dyn Network) -> Result<(), DriverError> {
+        self.step(Input::Rebroadcast, now, net)
+    }
+
+    /// The height from which this node must fetch blocks, if it is behind: a quorum decided
+    /// a block it does not have, or peers are at a later height.
+    pub fn sync_from(&self) -> Option<Height> {
+        let next = self.ledger.next_height().ok()?;
+        (self.core.height() > next || self.highest_seen >= next).then_some(next)
+    }
+
+    /// A block fetched by block sync: verified in full (link, certificate, records, state
+    /// digest) and stored, then consensus moves on. Returns false for a block that is not the
+    /// next one; a block that fails verification is an error the caller blames on its peer.
+    pub fn apply_synced(
+        &mut self,
+        committed: CommittedBlock,
+        now: Instant,
+        net: &mut dyn Network,
+    ) -> Result<bool, DriverError> {
+        let height = committed.block.header.height;
+        if Some(height) != self.ledger.next_height().ok() {
+            return Ok(false);
+        }
+        let record_ids: Vec<Hash> = committed
+            .block
+            .records
+            .iter()
+            .map(SignedRecord::id)
+            .collect();
+        let time_ms = committed.block.header.time_ms;
+        self.ledger.apply_synced(committed)?;
+        self.committed.push(Committed {
+            height,
+            record_ids: record_ids.clone(),
+            time_ms,
+        });
+        self.after_commit(height, &record_ids, now)?;
+        self.step(Input::Committed { height }, now, net)?;
+        // Blocks held back while the store was behind can be judged now.
+        let ready: Vec<((Height, Hash), Round)> = self
+            .awaiting
+            .iter()
+            .map(|(key, round)| (*key, *round))
+            .filter(|((h, _), _)| *h == height + 1)
+            .collect();
+        for ((h, block_id), round) in ready {
+            self.awaiting.remove(&(h, block_id));
+            self.validate(h, round, block_id, now);
+        }
+        self.drain(now, net)?;
+        Ok(true)
+    }
+
+    fn step(
+        &mut self,
+        input: Input,
+        now: Instant,
+        net: &mut dyn Network,
+    ) -> Result<(), DriverError> {
+        self.queue.push_back(input);
+        self.drain(now, net)
+    }
+
+    fn drain(&mut self, now: Instant, net: &mut dyn Network) -> Result<(), DriverError> {
+        while let Some(input) = self.queue.pop_front() {
+            let effects = self.core.handle(input);
+            for effect in effects {
+                self.execute(effect, now, net)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn execute(
+        &mut self,
+        effect: Effect,
+        now: Instant,
+        net: &mut dyn Network,
+    ) -> Result<(), DriverError> {
+        match effect {
+            // Synced before the next effect: no vote leaves before the state covering it.
+            Effect::PersistSafety(state) => self.safety.store(&state)?,
+            Effect::Broadcast(Message::Vote(vote)) => net.broadcast(Outbound::Vote(vote)),
+            Effect::Broadcast(Message::Proposal(proposal)) => {
+                if let Some(block) = self.blocks.get(&proposal.proposal.block_id) {
+                    net.broadcast(Outbound::Proposal(proposal, Box::new(block.clone())));
+                }
+            }
+            Effect::ScheduleTimeout {
+                height,
+                round,
+                step,
+                duration_ms,
+            } => {
+                if round == 0 && step == Step::Propose && !self.ready_to_start(height, now) {
+                    self.deferred_timeouts
+                        .push((height, round, step, duration_ms));
+                } else {
+                    self.schedule(height, round, step, duration_ms, now);
+                }
+            }
+            Effect::RequestValue { height, round } => {
+                if !self.mempool.is_empty() || self.heartbeat_due(now) {
+                    self.propose(height, round, now)?;
+                } else {
+                    self.deferred_request = Some((height, round));
+                }
+            }
+            Effect::ValidateValue {
+                height,
+                round,
+                block_id,
+            } => {
+                if self.blocks.contains_key(&block_id) || self.deltas.contains_key(&block_id) {
+                    self.validate(height, round, block_id, now);
+                } else {
+                    self.awaiting.insert((height, block_id), round);
+                }
+            }
+            Effect::Decide {
+                height,
+                block_id,
+                certificate,
+            } => {
+                let Some(block) = self.blocks.get(&block_id).cloned() else {
+                    // A quorum decided a block this node never received (it was down or
+                    // partitioned when it was proposed). Block sync fetches it with its
+                    // certificate; see `Driver::sync_from`.
+                    self.highest_seen = self.highest_seen.max(height);
+                    return Ok(());
+                };
+                let delta = match self.deltas.remove(&block_id) {
+                    Some(delta) => delta,
+                    None => self.ledger.state_delta(&block)?,
+                };
+                let record_ids: Vec<Hash> = block.records.iter().map(SignedRecord::id).collect();
+                let time_ms = block.header.time_ms;
+                self.ledger.commit(block, certificate, &delta)?;
+                self.committed.push(Committed {
+                    height,
+                    record_ids: record_ids.clone(),
+                    time_ms,
+                });
+                self.after_commit(height, &record_ids, now)?;
+            }
+            Effect::Evidence(evidence) => {
+                if self.evidence.len() >= EVIDENCE_KEPT_MAX {
+                    self.evidence.pop_front();
+                }
+                self.evidence.push_back(evidence);
+            }
+        }
+        Ok(())
+    }
+
+    fn after_commit(
+        &mut self,
+        height: Height,
+        record_ids: &[Hash],
+        now: Instant,
+    ) -> Result<(), DriverError> {
+        let next_time_ms = self.now_ms(now);
+        self.mempool
+            .on_commit(
+                self.ledger.genesis(),
+                self.ledger.store().as_ref(),
+                record_ids,
+                height,
+                next_time_ms,
+            )
+            .map_err(|e| {
+                DriverError::Commit(LedgerError::State {
+                    height,
+                    reason: e.to_string(),
+                })
+            })?;
+        self.blocks.retain(|_, b| b.header.height > height);
+        self.deltas.clear();
+        self.awaiting.retain(|(h, _), _| *h > height);
+        self.deferred_request = None;
+        self.deferred_timeouts.clear();
+        self.last_commit = now;
+        Ok(())
+    }
+
+    fn schedule(
+        &mut self,
+        height: Height,
+        round: Round,
+        step: Step,
+        duration_ms: u64,
+        now: Instant,
+    ) {
+        self.timer_sequence += 1;
+        self.timers.push(Reverse((
+            now + Duration::from_millis(duration_ms),
+            self.timer_sequence,
+            height,
+            round,
+            step,
+        )));
+    }
+
+    fn heartbeat_due(&self, now: Instant) -> bool {
+        let heartbeat_ms = self.ledger.genesis().consensus.heartbeat_ms;
+        heartbeat_ms > 0 && now >= self.last_commit + Duration::from_millis(heartbeat_ms)
+    }
+
+    /// Whether this node takes part in `height` now rather than waiting for work.
+    fn ready_to_start(&self, height: Height, now: Instant) -> bool {
+        !self.mempool.is_empty()
+            || self.height_started_by_peer == Some(height)
+            || self.heartbeat_due(now)
+    }
+
+    /// Lets held timeouts and a held proposal go once there is a reason to start.
+    fn release_if_ready(&mut self, now: Instant, net: &mut dyn Network) -> Result<(), DriverError> {
+        let height = self.core.height();
+        if !self.deferred_timeouts.is_empty() && self.ready_to_start(height, now) {
+            for (h, round, step, duration_ms) in std::mem::take(&mut self.deferred_timeouts) {
+                if h == height {
+                    self.schedule(h, round, step, duration_ms, now);
+                }
+            }
+        }
+        if let Some((h, round)) = self.deferred_request {
+            if h != height {
+                self.deferred_request = None;
+            } else if !self.mempool.is_empty() || self.heartbeat_due(now) {
+                self.deferred_request = None;
+                self.propose(h, round, now)?;
+                self.drain(now, net)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn propose(&mut self, height: Height, round: Round, now: Instant) -> Result<(), DriverError> {
+        let genesis = self.ledger.genesis();
+        let candidates = self.mempool.candidates(
+            genesis.consensus.max_block_records as usize,
+            genesis.consensus.max_block_bytes as usize,
+        );
+        let proposer = self.ledger.validators().proposer(height, round);
+        let built = self
+            .ledger
+            .build_block(&candidates, self.now_ms(now), proposer)?;
+        let block_id = built.block.id();
+        self.deltas.insert(block_id, built.delta);
+        self.blocks.insert(block_id, built.block);
+        self.queue.push_back(Input::ProposeValue {
+            height,
+            round,
+            block_id,
+        });
+        Ok(())
+    }
+
+    fn validate(&mut self, height: Height, round: Round, block_id: Hash, now: Instant) {
+        if self.deltas.contains_key(&block_id) {
+            self.queue.push_back(Input::Verdict {
+                height,
+                block_id,
+                valid: true,
+            });
+            return;
+        }
+        let Some(block) = self.blocks.get(&block_id) else {
+            return;
+        };
+        if self.ledger.next_height().ok() != Some(block.header.height) {
+            // The store is behind (a decided block is still being synced): judge the block
+            // once its parent is here, rather than refuse a block that may well be valid.
+            self.awaiting.insert((height, block_id), round);
+            return;
+        }
+        let now_ms = self.now_ms(now);
+        let mempool = &self.mempool;
+        let valid = match self
+            .ledger
+            .check_proposed(block, round, now_ms, |r, id| mempool.is_verified(r, id))
+        {
+            Ok(delta) => {
+                self.deltas.insert(block_id, delta);
+                true
+            }
+            Err(_) => false,
+        };
+        self.queue.push_back(Input::Verdict {
+            height,
+            block_id,
+            valid,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use branchledger_storage::{ChainReader, RocksStore};
+    use branchledger_types::genesis::{
+        peer_id_of, Branch, ConsensusParams, Rules, StudyRule, Validator,
+    };
+    use branchledger_types::record::{MemberJoined, MemberStatus, StudyForm, StudySession};
+    use branchledger_types::{BranchId, Date, Genesis, MemberId, Record, RecordBody};
+
+    use crate::mempool::MempoolLimits;
+
+    const T0: u64 = 1_767_225_600_000;
+
+    /// Collects what a driver sends.
+    #[derive(Default)]
+    struct Outbox(Vec<Outbound>);
+
+    impl Network for Outbox {
+        fn broadcast(&mut self, message: Outbound) {
+            self.0.push(message);
+        }
+    }
+
+    struct Cluster {
+        _dirs: Vec<tempfile::TempDir>,
+        drivers: Vec<Option<Driver>>,
+        branch_key: Keypair,
+        now: Instant,
+        start: Instant,
+        /// Messages in flight: (to, message).
+        inflight: VecDeque<(usize, Outbound)>,
+        /// Nodes that drop everything (crashed).
+        down: BTreeSet<usize>,
+        /// Every vote each node sent, to check it never signed two different votes for one step.
+        votes_sent: Vec<(usize, SignedVote)>,
+        genesis: Arc<Genesis>,
+    }
+
+    fn genesis(n: usize, heartbeat_ms: u64) -> Genesis {
+        Genesis {
+            chain_id: "driver-test".into(),
+            genesis_time_ms: T0 - 1,
+            validators: (0..n)
+                .map(|i| Validator {
+                    name: format!("v{i}"),
+                    branch_id: BranchId("b0".into()),
+                    consensus_key: Keypair::from_seed([10 + i as u8; 32]).public_key(),
+                    peer_id: peer_id_of(&Keypair::from_seed([40 + i as u8; 32]).public_key()),
+                })
+                .collect(),
+            branches: vec![Branch {
+                branch_id: BranchId("b0".into()),
+                name: "B0".into(),
+                signing_key: Keypair::from_seed([1; 32]).public_key(),
+            }],
+            consensus: ConsensusParams {
+                heartbeat_ms,
+                ..ConsensusParams::default()
+            },
+            rules: Rules {
+                meetings: vec![],
+                study: StudyRule {
+                    minutes_per_member_per_month: 60,
+                },
+                dues_minor_per_month: 0,
+            },
+        }
+    }
+
+    impl Cluster {
+        fn new(n: usize, heartbeat_ms: u64) -> Cluster {
+            let genesis = Arc::new(genesis(n, heartbeat_ms));
+            let now = Instant::now();
+            let mut dirs = Vec::new();
+            let mut drivers = Vec::new();
+            for i in 0..n {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let store = Arc::new(RocksStore::open(&dir.path().join("store")).expect("store"));
+                let ledger = Ledger::new(genesis.clone(), store);
+                let driver = Driver::new(
+                    ledger,
+                    Mempool::new(MempoolLimits::default()),
+                    SafetyFile::new(dir.path()),
+                    Some(Keypair::from_seed([10 + i as u8; 32])),
+                    now,
+                    T0,
+                )
+                .expect("driver");
+                dirs.push(dir);
+                drivers.push(Some(driver));
+            }
+            let mut cluster = Cluster {
+                _dirs: dirs,
+                drivers,
+                branch_key: Keypair::from_seed([1; 32]),
+                now,
+                start: now,
+                inflight: VecDeque::new(),
+                down: BTreeSet::new(),
+                votes_sent: Vec::new(),
+                genesis: genesis.clone(),
+            };
+            for i in 0..n {
+                let mut out = Outbox::default();
+                cluster.driver(i).start(now, &mut out).expect("start");
+                cluster.send(i, out);
+            }
+            cluster
+        }
+
+        /// Kills node `i` (its RocksDB closes, its memory is gone) and starts it again from
+        /// its data directory.
+        fn restart(&mut self, i: usize) {
+            self.drivers[i] = None;
+            let dir = self._dirs[i].path().to_owned();
+            let store = Arc::new(RocksStore::open(&dir.join("store")).expect("reopen store"));
+            let ledger = Ledger::new(self.genesis.clone(), store);
+            let now = self.now;
+            let now_ms = T0 + now.duration_since(self.start).as_millis() as u64;
+            let driver = Driver::new(
+                ledger,
+                Mempool::new(MempoolLimits::default()),
+                SafetyFile::new(&dir),
+                Some(Keypair::from_seed([10 + i as u8; 32])),
+                now,
+                now_ms,
+            )
+            .expect("driver");
+            self.drivers[i] = Some(driver);
+            let mut out = Outbox::default();
+            self.driver(i).start(now, &mut out).expect("start");
+            self.send(i, out);
+        }
+
+        /// No node signed two different votes for one (height, round, kind).
+        fn assert_no_double_sign(&self) {
+            let mut seen: HashMap<
+                (usize, Height, Round, branchledger_types::VoteKind),
+                Option<Hash>,
+            > = HashMap::new();
+            for (from, vote) in &self.votes_sent {
+                let key = (*from, vote.vote.height, vote.vote.round, vote.vote.kind);
+                if let Some(previous) = seen.insert(key, vote.vote.block_id) {
+                    assert_eq!(
+                        previous, vote.vote.block_id,
+                        "node {from} double-signed at {key:?}"
+                    );
+                }
+            }
+        }
+
+        fn driver(&mut self, i: usize) -> &mut Driver {
+            self.drivers[i].as_mut().expect("node is up")
+        }
+
+        fn send(&mut self, from: usize, out: Outbox) {
+            for message in out.0 {
+                if let Outbound::Vote(vote) = &message {
+                    self.votes_sent.push((from, *vote));
+                }
+                for to in 0..self.drivers.len() {
+                    if to != from {
+                        self.inflight.push_back((to, message.clone()));
+                    }
+                }
+            }
+        }
+
+        fn record(&self, nonce: u64, body: RecordBody) -> SignedRecord {
+            Record {
+                chain_id: "driver-test".into(),
+                branch_id: BranchId("b0".into()),
+                created_at_ms: T0,
+                nonce,
+                body,
+            }
+            .sign(&self.branch_key)
+        }
+
+        fn submit(&mut self, to: usize, records: Vec<SignedRecord>) {
+            let mut out = Outbox::default();
+            let now = self.now;
+            let results = self
+                .driver(to)
+                .submit(records, true, now, &mut out)
+                .expect("submit");
+            assert!(results.iter().all(Result::is_ok), "{results:?}");
+            self.send(to, out);
+        }
+
+        /// Delivers messages and fires timers until `done` or the simulated deadline.
+        fn run_until(
+            &mut self,
+            limit: Duration,
+            mut done: impl FnMut(&mut Cluster) -> bool,
+        ) -> bool {
+            let deadline = self.now + limit;
+            loop {
+                if done(self) {
+                    return true;
+                }
+                if let Some((to, message)) = self.inflight.pop_front() {
+                    if self.down.contains(&to) {
+                        continue;
+                    }
+                    let now = self.now;
+                    let mut out = Outbox::default();
+                    let driver = self.driver(to);
+                    match message {
+                        Outbound::Proposal(p, block) => {
+                            driver
+                                .on_proposal(p, *block, now, &mut out)
+                                .expect("proposal");
+                        }
+                        Outbound::Vote(v) => {
+                            driver.on_vote(v, now, &mut out).expect("vote");
+                        }
+                        Outbound::Records(records) => {
+                            driver
+                                .submit(records, false, now, &mut out)
+                                .expect("records");
+                        }
+                    }
+                    self.send(to, out);
+                    continue;
+                }
+                if self.sync_step() {
+                    continue;
+                }
+                let next = (0..self.drivers.len())
+                    .filter(|i| !self.down.contains(i))
+                    .filter_map(|i| self.drivers[i].as_ref().and_then(Driver::next_deadline))
+                    .min();
+                let Some(next) = next else { return false };
+                if next > deadline {
+                    return false;
+                }
+                self.now = self.now.max(next);
+                for i in 0..self.drivers.len() {
+                    if self.down.contains(&i) {
+                        continue;
+                    }
+                    let now = self.now;
+                    let mut out = Outbox::default();
+                    self.driver(i).on_time(now, &mut out).expect("timer");
+                    self.send(i, out);
+                }
+            }
+        }
+
+        /// Block sync, as the node's network loop does it: a node that is behind fetches the
+        /// next block with its certificate from a peer that has it. True if a block moved.
+        fn sync_step(&mut self) -> bool {
+            for i in 0..self.drivers.len() {
+                if self.down.contains(&i) {
+                    continue;
+                }
+                let Some(from) = self.drivers[i].as_ref().and_then(Driver::sync_from) else {
+                    continue;
+                };
+                let source = (0..self.drivers.len())
+                    .filter(|j| *j != i && !self.down.contains(j))
+                    .find_map(|j| {
+                        self.drivers[j]
+                            .as_ref()
+                            .and_then(|d| d.ledger().store().committed_block(from).expect("read"))
+                    });
+                if let Some(block) = source {
+                    let now = self.now;
+                    let mut out = Outbox::default();
+                    assert!(self
+                        .driver(i)
+                        .apply_synced(block, now, &mut out)
+                        .expect("synced block verifies"));
+                    self.send(i, out);
+                    return true;
+                }
+            }
+            false
+        }
+
+        fn height(&self, i: usize) -> u64 {
+            self.drivers[i]
+                .as_ref()
+                .and_then(|d| d.ledger().tip().expect("tip"))
+                .map_or(0, |t| t.height)
+        }
+    }
+
+    fn join(cluster: &Cluster, member: &str, nonce: u64) -> SignedRecord {
+        cluster.record(
+            nonce,
+            RecordBody::MemberJoined(MemberJoined {
+                member_id: MemberId(member.into()),
+                joined_on: Date::new(2025, 12, 1),
+                status: MemberStatus::Full,
+                mobile: false,
+                member_key: None,
+            }),
+        )
+    }
+
+    fn study(cluster: &Cluster, member: &str, nonce: u64) -> SignedRecord {
+        cluster.record(
+            nonce,
+            RecordBody::StudySession(StudySession {
+                member_id: MemberId(member.into()),
+                material: "handbook".into(),
+                minutes: 30,
+                form: StudyForm::Group,
+                occurred_on: Date::new(2025, 12, 2),
+            }),
+        )
+    }
+
+    #[test]
+    fn four_validators_commit_submitted_records_into_identical_chains() {
+        let mut cluster = Cluster::new(4, 0);
+        let records = vec![join(&cluster, "m1", 1), study(&cluster, "m1", 2)];
+        cluster.submit(2, records.clone());
+        assert!(
+            cluster.run_until(Duration::from_secs(30), |c| (0..4)
+                .all(|i| c.height(i) >= 1)),
+            "no commit"
+        );
+        cluster.submit(0, vec![study(&cluster, "m1", 3)]);
+        assert!(
+            cluster.run_until(Duration::from_secs(30), |c| (0..4)
+                .all(|i| c.height(i) >= 2)),
+            "no second commit"
+        );
+        let tips: Vec<_> = (0..4)
+            .map(|i| {
+                cluster.drivers[i]
+                    .as_ref()
+                    .expect("up")
+                    .ledger()
+                    .tip()
+                    .expect("tip")
+            })
+            .collect();
+        assert!(tips.windows(2).all(|w| w[0] == w[1]), "{tips:?}");
+        let store = cluster.drivers[3]
+            .as_ref()
+            .expect("up")
+            .ledger()
+            .store()
+            .clone();
+        for record in &records {
+            assert_eq!(
+                store.record(&record.id()).expect("read").map(|r| r.height),
+                Some(1)
+            );
+        }
+        assert!(cluster
+            .drivers
+            .iter()
+            .flatten()
+            .all(|d| d.mempool().is_empty()));
+    }
+
+    #[test]
+    fn an_idle_chain_makes_no_blocks_and_a_heartbeat_makes_them() {
+        let mut idle = Cluster::new(4, 0);
+        assert!(!idle.run_until(Duration::from_secs(60), |c| c.height(0) > 0));
+        assert_eq!(
+            idle.now, idle.start,
+            "nothing at all was scheduled while idle"
+        );
+        let mut beating = Cluster::new(4, 5_000);
+        assert!(beating.run_until(Duration::from_secs(30), |c| (0..4)
+            .all(|i| c.height(i) >= 2)));
+    }
+
+    #[test]
+    fn three_of_four_keep_committing_and_two_of_four_stop_without_forking() {
+        let mut cluster = Cluster::new(4, 0);
+        cluster.down.insert(3);
+        cluster.submit(0, vec![join(&cluster, "m1", 1)]);
+        assert!(
+            cluster.run_until(Duration::from_secs(60), |c| (0..3)
+                .all(|i| c.height(i) >= 1)),
+            "3 of 4 must commit"
+        );
+        cluster.down.insert(2);
+        cluster.submit(0, vec![study(&cluster, "m1", 2)]);
+        assert!(
+            !cluster.run_until(Duration::from_secs(60), |c| c.height(0) >= 2
+                || c.height(1) >= 2),
+            "2 of 4 must not commit"
+        );
+        assert_eq!(cluster.height(0), 1);
+        assert_eq!(cluster.height(1), 1);
+    }
+
+    #[test]
+    fn restarted_validators_resume_without_signing_twice() {
+        let mut cluster = Cluster::new(4, 0);
+        let mut nonce = 0;
+        for height in 1..=6u64 {
+            nonce += 1;
+            let record = join(&cluster, &format!("m{nonce}"), nonce);
+            cluster.submit((height % 4) as usize, vec![record]);
+            // Restart a validator in the middle of the height, after it may have voted.
+            let victim = (height % 4) as usize;
+            let mut steps = 0;
+            cluster.run_until(Duration::from_secs(30), |_| {
+                steps += 1;
+                steps > 3 + height as usize
+            });
+            cluster.restart(victim);
+            assert!(
+                cluster.run_until(Duration::from_secs(60), |c| (0..4)
+                    .filter(|&i| c.height(i) >= height)
+                    .count()
+                    >= 3),
+                "height {height} not committed after restarting node {victim}"
+            );
+        }
+        cluster.assert_no_double_sign();
+        let tips: Vec<_> = (0..4).map(|i| cluster.height(i)).collect();
+        assert!(tips.iter().filter(|&&h| h >= 6).count() >= 3, "{tips:?}");
+    }
+
+    #[test]
+    fn a_single_validator_chain_works() {
+        let mut cluster = Cluster::new(1, 0);
+        cluster.submit(0, vec![join(&cluster, "m1", 1)]);
+        assert!(cluster.run_until(Duration::from_secs(10), |c| c.height(0) >= 1));
+        let committed = cluster.driver(0).take_committed();
+        assert_eq!(committed.len(), 1);
+        assert_eq!(committed[0].record_ids.len(), 1);
+    }
+
+    #[test]
+    fn forged_messages_are_rejected() {
+        let mut cluster = Cluster::new(4, 0);
+        cluster.submit(1, vec![join(&cluster, "m1", 1)]);
+        // Capture a real vote, then tamper with it.
+        let mut vote = None;
+        assert!(cluster.run_until(Duration::from_secs(30), |c| {
+            if vote.is_none() {
+                vote = c.inflight.iter().find_map(|(_, m)| match m {
+                    Outbound::Vote(v) => Some(*v),
+                    _ => None,
+                });
+            }
+            vote.is_some()
+        }));
+        let mut forged = vote.expect("a vote was sent");
+        forged.vote.round += 1;
+        let now = cluster.now;
+        let mut out = Outbox::default();
+        assert_eq!(
+            cluster
+                .driver(0)
+                .on_vote(forged, now, &mut out)
+                .expect("handled"),
+            Verdict::Reject
+        );
+        let mut outsider = forged;
+        outsider.vote.validator_index = 9;
+        assert_eq!(
+            cluster
+                .driver(0)
+                .on_vote(outsider, now, &mut out)
+                .expect("handled"),
+            Verdict::Reject
+        );
+    }
+}
