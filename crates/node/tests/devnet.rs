@@ -56,8 +56,51 @@ fn devnet_commits_sample_data_and_prints_leaderboards() {
             "{branch} missing from a table:\n{stdout}"
         );
     }
-    // The chain is on disk where it was asked to be.
-    assert!(home.path().join("net/node0/data/store/CURRENT").exists());
+    // The chain is on disk where it was asked to be, and an auditor holding only the
+    // genesis file verifies it.
+    let store = home.path().join("net/node0/data/store");
+    let genesis = home.path().join("net/node0/config/genesis.json");
+    let audit = Command::new(env!("CARGO_BIN_EXE_branchd"))
+        .args(["audit", "verify", "--json", "--genesis"])
+        .arg(&genesis)
+        .arg("--data-dir")
+        .arg(&store)
+        .output()
+        .expect("run branchd audit verify");
+    let report = String::from_utf8_lossy(&audit.stdout);
+    assert!(audit.status.success(), "audit failed: {report}");
+    assert!(report.contains("\"ok\":true"), "{report}");
+    assert!(report.contains(&format!("\"blocks\":{blocks}")), "{report}");
+    // Any other genesis (another chain's keys) fails the audit, with a non-zero exit.
+    let other = tempfile::tempdir().expect("temp dir");
+    let generated = Command::new(env!("CARGO_BIN_EXE_branchd"))
+        .args([
+            "testnet",
+            "--validators",
+            "1",
+            "--branches",
+            "4",
+            "--chain-id",
+            "branchledger-devnet",
+            "--out",
+        ])
+        .arg(other.path().join("net"))
+        .output()
+        .expect("run branchd testnet");
+    assert!(generated.status.success());
+    let audit = Command::new(env!("CARGO_BIN_EXE_branchd"))
+        .args(["audit", "verify", "--json", "--genesis"])
+        .arg(other.path().join("net/node0/config/genesis.json"))
+        .arg("--data-dir")
+        .arg(&store)
+        .output()
+        .expect("run branchd audit verify");
+    assert_eq!(audit.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&audit.stdout);
+    assert!(
+        report.contains("\"ok\":false") && report.contains("\"height\":1"),
+        "{report}"
+    );
 }
 
 #[test]
