@@ -12,6 +12,9 @@
 //! It never writes to what it audits, and it reports the first failure: the height, the
 //! record if one is to blame, and the rule broken.
 
+pub mod export;
+pub mod proof;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -77,7 +80,7 @@ fn storage_failure(height: Height, error: StorageError) -> AuditFailure {
     fail(height, None, format!("stored data: {error}"))
 }
 
-fn verification_failure(height: Height, error: VerificationError) -> AuditFailure {
+pub(crate) fn verification_failure(height: Height, error: VerificationError) -> AuditFailure {
     // A bad record is named; everything else is about the block.
     let record = match &error {
         VerificationError::BadRecords { error, .. } => error.bad.first().map(|b| b.1),

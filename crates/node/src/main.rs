@@ -70,6 +70,24 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Export blocks with their records and commit certificates to a self-contained file.
+    Export {
+        /// The genesis file.
+        #[arg(long)]
+        genesis: PathBuf,
+        /// The node's RocksDB store.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// First height (default 1).
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Last height (default: the tip).
+        #[arg(long)]
+        to: Option<u64>,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print the version.
     Version,
 }
@@ -82,13 +100,32 @@ enum AuditCommand {
         /// The genesis file.
         #[arg(long)]
         genesis: PathBuf,
-        /// The node's RocksDB store (`<home>/data/store`). Opened read-only in spirit: nothing
-        /// is written to the chain.
+        /// The node's RocksDB store (`<home>/data/store`). Nothing is written to the chain.
+        #[arg(long, required_unless_present = "export", conflicts_with = "export")]
+        data_dir: Option<PathBuf>,
+        /// An export file written by `branchd export`.
         #[arg(long)]
-        data_dir: PathBuf,
+        export: Option<PathBuf>,
         /// Print the report (or the failure) as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Write the inclusion proof of a record (JSON): the record, its Merkle path, its block's
+    /// header and commit certificate.
+    Prove {
+        /// The node's RocksDB store.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The record id (hex).
+        record_id: String,
+    },
+    /// Check an inclusion proof with the genesis file alone.
+    CheckProof {
+        /// The proof file.
+        file: PathBuf,
+        /// The genesis file.
+        #[arg(long)]
+        genesis: PathBuf,
     },
 }
 
@@ -200,17 +237,147 @@ fn main() -> Result<()> {
                 Ok(())
             }
         },
-        Command::Audit {
-            command:
-                AuditCommand::Verify {
-                    genesis,
-                    data_dir,
-                    json,
-                },
-        } => audit_verify(&genesis, &data_dir, json),
+        Command::Audit { command } => match command {
+            AuditCommand::Verify {
+                genesis,
+                data_dir,
+                export,
+                json,
+            } => match (data_dir, export) {
+                (Some(data_dir), _) => audit_verify(&genesis, &data_dir, json),
+                (None, Some(export)) => audit_verify_export(&genesis, &export, json),
+                (None, None) => anyhow::bail!("give --data-dir or --export"),
+            },
+            AuditCommand::Prove {
+                data_dir,
+                record_id,
+            } => {
+                let id = branchledger_crypto::Hash::from_hex(&record_id)
+                    .with_context(|| format!("record id {record_id:?}"))?;
+                let store = open_store(&data_dir)?;
+                let proof = branchledger_audit::proof::prove(&store, &id)?;
+                println!("{}", serde_json::to_string_pretty(&proof)?);
+                Ok(())
+            }
+            AuditCommand::CheckProof { file, genesis } => {
+                let genesis = read_genesis(&genesis)?;
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                let proof: branchledger_audit::proof::RecordProof = serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not a proof file", file.display()))?;
+                match branchledger_audit::proof::check(&genesis, &proof) {
+                    Ok(()) => {
+                        println!(
+                            "proof holds: record {} is at index {} of block {} (height {}), final with {} precommit signatures",
+                            proof.record.id(),
+                            proof.proof.index,
+                            proof.header.block_id(),
+                            proof.header.height,
+                            proof.commit.signatures.len()
+                        );
+                        Ok(())
+                    }
+                    Err(error) => {
+                        eprintln!("proof FAILED: {error}");
+                        std::process::exit(1);
+                    }
+                }
+            }
+        },
+        Command::Export {
+            genesis,
+            data_dir,
+            from,
+            to,
+            out,
+        } => {
+            let genesis = read_genesis(&genesis)?;
+            let store = open_store(&data_dir)?;
+            let tip = branchledger_storage::ChainReader::tip(&store)?.map_or(0, |t| t.height);
+            let to = to.unwrap_or(tip);
+            let trailer = match out {
+                Some(path) => {
+                    let mut file = std::io::BufWriter::new(
+                        std::fs::File::create(&path)
+                            .with_context(|| format!("creating {}", path.display()))?,
+                    );
+                    branchledger_audit::export::write_export(&genesis, &store, from, to, &mut file)?
+                }
+                None => {
+                    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+                    branchledger_audit::export::write_export(
+                        &genesis,
+                        &store,
+                        from,
+                        to,
+                        &mut stdout,
+                    )?
+                }
+            };
+            eprintln!(
+                "exported {} blocks ({from}..={to}), last block {}",
+                trailer.blocks, trailer.last_block_id
+            );
+            Ok(())
+        }
         Command::Version => {
             println!("branchd {}", env!("CARGO_PKG_VERSION"));
             Ok(())
+        }
+    }
+}
+
+fn read_genesis(path: &std::path::Path) -> Result<branchledger_types::Genesis> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    branchledger_types::Genesis::from_json(&text)
+        .with_context(|| format!("{} is not a valid genesis", path.display()))
+}
+
+fn open_store(data_dir: &std::path::Path) -> Result<branchledger_storage::RocksStore> {
+    if !data_dir.join("CURRENT").exists() {
+        anyhow::bail!(
+            "{} is not a RocksDB store (no CURRENT file)",
+            data_dir.display()
+        );
+    }
+    Ok(branchledger_storage::RocksStore::open(data_dir)?)
+}
+
+fn audit_verify_export(
+    genesis_path: &std::path::Path,
+    export: &std::path::Path,
+    json: bool,
+) -> Result<()> {
+    let genesis = read_genesis(genesis_path)?;
+    let file =
+        std::fs::File::open(export).with_context(|| format!("opening {}", export.display()))?;
+    match branchledger_audit::export::verify_export(&genesis, &mut std::io::BufReader::new(file)) {
+        Ok(report) => {
+            if json {
+                println!("{}", serde_json::json!({ "ok": true, "report": report }));
+            } else {
+                println!(
+                    "export verified: heights {}..={}, {} records{}",
+                    report.from,
+                    report.to,
+                    report.records,
+                    if report.state_replayed {
+                        ", state digests replayed"
+                    } else {
+                        " (partial: state not replayed)"
+                    }
+                );
+            }
+            Ok(())
+        }
+        Err(failure) => {
+            if json {
+                println!("{}", serde_json::json!({ "ok": false, "failure": failure }));
+            } else {
+                eprintln!("audit FAILED at {failure}");
+            }
+            std::process::exit(1);
         }
     }
 }
@@ -220,17 +387,8 @@ fn audit_verify(
     data_dir: &std::path::Path,
     json: bool,
 ) -> Result<()> {
-    let text = std::fs::read_to_string(genesis_path)
-        .with_context(|| format!("reading {}", genesis_path.display()))?;
-    let genesis = branchledger_types::Genesis::from_json(&text)
-        .with_context(|| format!("{} is not a valid genesis", genesis_path.display()))?;
-    if !data_dir.join("CURRENT").exists() {
-        anyhow::bail!(
-            "{} is not a RocksDB store (no CURRENT file)",
-            data_dir.display()
-        );
-    }
-    let store = branchledger_storage::RocksStore::open(data_dir)?;
+    let genesis = read_genesis(genesis_path)?;
+    let store = open_store(data_dir)?;
     let started = std::time::Instant::now();
     let mut last_print = started;
     let result = branchledger_audit::verify_store(&genesis, &store, |height, records| {

@@ -71,6 +71,43 @@ fn devnet_commits_sample_data_and_prints_leaderboards() {
     assert!(audit.status.success(), "audit failed: {report}");
     assert!(report.contains("\"ok\":true"), "{report}");
     assert!(report.contains(&format!("\"blocks\":{blocks}")), "{report}");
+    // Export, verify the export; prove one record and check the proof offline.
+    let export = home.path().join("chain.export");
+    let status = Command::new(env!("CARGO_BIN_EXE_branchd"))
+        .args(["export", "--genesis"])
+        .arg(&genesis)
+        .arg("--data-dir")
+        .arg(&store)
+        .arg("--out")
+        .arg(&export)
+        .status()
+        .expect("run branchd export");
+    assert!(status.success());
+    let verified = Command::new(env!("CARGO_BIN_EXE_branchd"))
+        .args(["audit", "verify", "--genesis"])
+        .arg(&genesis)
+        .arg("--export")
+        .arg(&export)
+        .output()
+        .expect("run branchd audit verify --export");
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(String::from_utf8_lossy(&verified.stdout).contains("state digests replayed"));
+    let bytes = std::fs::read(&export).expect("export file");
+    std::fs::write(&export, &bytes[..bytes.len() - 10]).expect("truncate");
+    let truncated = Command::new(env!("CARGO_BIN_EXE_branchd"))
+        .args(["audit", "verify", "--genesis"])
+        .arg(&genesis)
+        .arg("--export")
+        .arg(&export)
+        .output()
+        .expect("run branchd audit verify --export");
+    assert_eq!(truncated.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&truncated.stderr).contains("truncated"));
+
     // Any other genesis (another chain's keys) fails the audit, with a non-zero exit.
     let other = tempfile::tempdir().expect("temp dir");
     let generated = Command::new(env!("CARGO_BIN_EXE_branchd"))
