@@ -188,7 +188,9 @@ pub fn generate(chain_id: &str, branches: &[BranchId], spec: &SampleSpec) -> Vec
                 }
                 let mut attendees = Vec::new();
                 let mut absentees = Vec::new();
-                for (member_id, _) in &members[b] {
+                // A meeting record lists at most a few hundred people (the protocol limit is
+                // 200 attendees and 200 absentees); larger sample branches meet in parts.
+                for (member_id, _) in members[b].iter().take(180) {
                     if rng.random_bool(0.85) {
                         attendees.push(Attendee {
                             member_id: member_id.clone(),
