@@ -14,10 +14,14 @@ mod home;
 mod ledger;
 #[allow(dead_code)] // wired into the node by the consensus driver
 mod mempool;
+#[allow(dead_code)] // served by `branchd start`
+mod metrics;
 mod progress;
 #[allow(dead_code)] // used by the consensus driver
 mod safety_file;
 mod sample;
+#[allow(dead_code)] // started by `branchd start`
+mod service;
 mod testnet;
 
 use std::path::PathBuf;

@@ -1,0 +1,386 @@
+//! The running node: the async loop around the consensus driver.
+//!
+//! One task owns the [`Driver`] (and so the ledger, the mempool and the consensus core) and
+//! serves, in turn: commands from the API (bounded channel, each with a oneshot reply),
+//! messages from the network, timers, a periodic rebroadcast, and shutdown. Nothing else
+//! touches consensus state, so no lock is held across it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use branchledger_crypto::Hash;
+use branchledger_types::{Height, SignedRecord};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::driver::{Driver, DriverError, Network, Outbound};
+use crate::mempool::AdmitError;
+use crate::metrics::Metrics;
+
+/// Commands waiting for the node loop; senders wait (back-pressure) when it is full.
+pub const COMMAND_QUEUE: usize = 1_024;
+/// Most clients waiting for their records to commit.
+pub const COMMIT_WAITERS_MAX: usize = 10_000;
+/// How often the node sends its current consensus messages again.
+pub const REBROADCAST_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A request to the node loop.
+pub enum Command {
+    /// Admit records (already signed) and gossip them.
+    Submit {
+        /// The records.
+        records: Vec<SignedRecord>,
+        /// One result per record.
+        reply: oneshot::Sender<Vec<Result<Hash, AdmitError>>>,
+    },
+    /// Answer with the height once the record is committed.
+    WaitCommitted {
+        /// The record.
+        record_id: Hash,
+        /// Sent the height when committed (dropped if the node stops first).
+        reply: oneshot::Sender<Height>,
+    },
+    /// A snapshot of the node's state.
+    Status {
+        /// The answer.
+        reply: oneshot::Sender<Status>,
+    },
+}
+
+/// What the node reports about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// Height of the last committed block.
+    pub height: Height,
+    /// Height being decided.
+    pub deciding: Height,
+    /// Its round.
+    pub round: u32,
+    /// Records in the mempool.
+    pub mempool_records: usize,
+    /// Bytes in the mempool.
+    pub mempool_bytes: usize,
+    /// Connected peers.
+    pub peers: usize,
+    /// Why no block is committing, when none is (empty when blocks commit normally).
+    pub not_committing_reason: String,
+}
+
+/// A network for a node with no peers (a one-validator development chain).
+pub struct NoPeers;
+
+impl Network for NoPeers {
+    fn broadcast(&mut self, _message: Outbound) {}
+}
+
+/// A handle to send commands to a running node.
+#[derive(Clone)]
+pub struct NodeHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl NodeHandle {
+    /// Admits records; `None` if the node has stopped.
+    pub async fn submit(
+        &self,
+        records: Vec<SignedRecord>,
+    ) -> Option<Vec<Result<Hash, AdmitError>>> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Submit { records, reply })
+            .await
+            .ok()?;
+        answer.await.ok()
+    }
+
+    /// Waits until `record_id` is committed; `None` if the node stops first.
+    pub async fn wait_committed(&self, record_id: Hash) -> Option<Height> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::WaitCommitted { record_id, reply })
+            .await
+            .ok()?;
+        answer.await.ok()
+    }
+
+    /// The node's status; `None` if it has stopped.
+    pub async fn status(&self) -> Option<Status> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Status { reply }).await.ok()?;
+        answer.await.ok()
+    }
+}
+
+/// The node loop, before it runs.
+pub struct NodeLoop {
+    driver: Driver,
+    commands: mpsc::Receiver<Command>,
+    metrics: Arc<Metrics>,
+    waiters: HashMap<Hash, Vec<oneshot::Sender<Height>>>,
+    admitted_at: HashMap<Hash, Instant>,
+}
+
+/// A node loop and the handle to command it.
+pub fn new(driver: Driver, metrics: Arc<Metrics>) -> (NodeHandle, NodeLoop) {
+    let (sender, receiver) = mpsc::channel(COMMAND_QUEUE);
+    (
+        NodeHandle { commands: sender },
+        NodeLoop {
+            driver,
+            commands: receiver,
+            metrics,
+            waiters: HashMap::new(),
+            admitted_at: HashMap::new(),
+        },
+    )
+}
+
+impl NodeLoop {
+    /// Runs until `shutdown` resolves or every handle is dropped. The store is flushed by
+    /// RocksDB when the driver is dropped at the end.
+    pub async fn run<N: Network + Send>(
+        mut self,
+        net: &mut N,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), DriverError> {
+        tokio::pin!(shutdown);
+        self.driver.start(Instant::now(), net)?;
+        self.after_step();
+        let mut rebroadcast = tokio::time::interval(REBROADCAST_INTERVAL);
+        loop {
+            let deadline = self
+                .driver
+                .next_deadline()
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                _ = &mut shutdown => break,
+                command = self.commands.recv() => match command {
+                    Some(command) => self.handle(command, net)?,
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.driver.on_time(Instant::now(), net)?;
+                }
+                _ = rebroadcast.tick() => {
+                    self.driver.rebroadcast(Instant::now(), net)?;
+                }
+            }
+            self.after_step();
+        }
+        tracing::info!(height = self.driver.position().0, "node loop stopped");
+        Ok(())
+    }
+
+    fn handle(&mut self, command: Command, net: &mut dyn Network) -> Result<(), DriverError> {
+        match command {
+            Command::Submit { records, reply } => {
+                let results = self.driver.submit(records, true, Instant::now(), net)?;
+                let now = Instant::now();
+                for id in results.iter().flatten() {
+                    self.admitted_at.insert(*id, now);
+                }
+                let _ = reply.send(results);
+            }
+            Command::WaitCommitted { record_id, reply } => {
+                let stored = self.driver.ledger().store().as_ref();
+                match branchledger_storage::ChainReader::record(stored, &record_id) {
+                    Ok(Some(record)) => {
+                        let _ = reply.send(record.height);
+                    }
+                    _ if self.waiters.len() < COMMIT_WAITERS_MAX => {
+                        self.waiters.entry(record_id).or_default().push(reply);
+                    }
+                    // Too many waiters: dropping the sender tells the client to ask later.
+                    _ => {}
+                }
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+        }
+        Ok(())
+    }
+
+    fn status(&self) -> Status {
+        let height = self
+            .driver
+            .ledger()
+            .tip()
+            .ok()
+            .flatten()
+            .map_or(0, |t| t.height);
+        let (deciding, round) = self.driver.position();
+        let mempool = self.driver.mempool();
+        let validators = self.driver.ledger().validators();
+        let peers = usize::try_from(self.metrics.peers.get()).unwrap_or(0);
+        let reachable = peers + 1;
+        let not_committing_reason = if reachable < validators.quorum() {
+            format!(
+                "connected to {reachable} of {} validators (this node included); a quorum needs {}",
+                validators.len(),
+                validators.quorum()
+            )
+        } else if mempool.is_empty() {
+            "idle: no records waiting".to_owned()
+        } else if round > 0 {
+            format!("height {deciding} is in round {round}: earlier rounds timed out")
+        } else {
+            String::new()
+        };
+        Status {
+            height,
+            deciding,
+            round,
+            mempool_records: mempool.len(),
+            mempool_bytes: mempool.bytes(),
+            peers,
+            not_committing_reason,
+        }
+    }
+
+    fn after_step(&mut self) {
+        for committed in self.driver.take_committed() {
+            self.metrics.blocks_committed.inc();
+            self.metrics
+                .records_committed
+                .inc_by(committed.record_ids.len() as u64);
+            self.metrics
+                .height
+                .set(i64::try_from(committed.height).unwrap_or(i64::MAX));
+            let now = Instant::now();
+            for id in &committed.record_ids {
+                if let Some(at) = self.admitted_at.remove(id) {
+                    self.metrics
+                        .commit_latency_seconds
+                        .observe(now.duration_since(at).as_secs_f64());
+                }
+                for waiter in self.waiters.remove(id).unwrap_or_default() {
+                    let _ = waiter.send(committed.height);
+                }
+            }
+            tracing::info!(
+                height = committed.height,
+                records = committed.record_ids.len(),
+                "committed block"
+            );
+        }
+        let (_, round) = self.driver.position();
+        self.metrics.round.set(i64::from(round));
+        self.metrics
+            .mempool_records
+            .set(self.driver.mempool().len() as i64);
+        // Records dropped from the mempool are never committed: forget when they arrived.
+        if self.admitted_at.len() > self.driver.mempool().len() + 10_000 {
+            let mempool = self.driver.mempool();
+            self.admitted_at
+                .retain(|id, _| mempool.status(id) == crate::mempool::RecordStatus::Pending);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::Ledger;
+    use crate::mempool::{Mempool, MempoolLimits};
+    use crate::safety_file::SafetyFile;
+    use branchledger_crypto::{Keypair, Signer};
+    use branchledger_storage::RocksStore;
+    use branchledger_types::genesis::{
+        peer_id_of, Branch, ConsensusParams, Rules, StudyRule, Validator,
+    };
+    use branchledger_types::record::{MemberJoined, MemberStatus};
+    use branchledger_types::{BranchId, Date, Genesis, MemberId, Record, RecordBody};
+
+    fn genesis(now_ms: u64) -> Genesis {
+        Genesis {
+            chain_id: "service-test".into(),
+            genesis_time_ms: now_ms - 1,
+            validators: vec![Validator {
+                name: "v0".into(),
+                branch_id: BranchId("b0".into()),
+                consensus_key: Keypair::from_seed([10; 32]).public_key(),
+                peer_id: peer_id_of(&Keypair::from_seed([40; 32]).public_key()),
+            }],
+            branches: vec![Branch {
+                branch_id: BranchId("b0".into()),
+                name: "B0".into(),
+                signing_key: Keypair::from_seed([1; 32]).public_key(),
+            }],
+            consensus: ConsensusParams {
+                timeout_propose_ms: 50,
+                timeout_prevote_ms: 50,
+                timeout_precommit_ms: 50,
+                ..ConsensusParams::default()
+            },
+            rules: Rules {
+                meetings: vec![],
+                study: StudyRule {
+                    minutes_per_member_per_month: 60,
+                },
+                dues_minor_per_month: 0,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_one_validator_node_commits_submissions_and_reports_status() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let now_ms = crate::devnet::now_ms();
+        let genesis = Arc::new(genesis(now_ms));
+        let store = Arc::new(RocksStore::open(&dir.path().join("store")).expect("store"));
+        let driver = Driver::new(
+            Ledger::new(genesis, store),
+            Mempool::new(MempoolLimits::default()),
+            SafetyFile::new(dir.path()),
+            Some(Keypair::from_seed([10; 32])),
+            Instant::now(),
+            now_ms,
+        )
+        .expect("driver");
+        let metrics = Arc::new(Metrics::new());
+        let (handle, node) = new(driver, metrics.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            node.run(&mut NoPeers, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        let status = handle.status().await.expect("running");
+        assert_eq!(status.height, 0);
+        assert!(status.not_committing_reason.contains("idle"), "{status:?}");
+        let record = Record {
+            chain_id: "service-test".into(),
+            branch_id: BranchId("b0".into()),
+            created_at_ms: now_ms,
+            nonce: 1,
+            body: RecordBody::MemberJoined(MemberJoined {
+                member_id: MemberId("m1".into()),
+                joined_on: Date::from_unix_ms(now_ms),
+                status: MemberStatus::Full,
+                mobile: false,
+                member_key: None,
+            }),
+        }
+        .sign(&Keypair::from_seed([1; 32]));
+        let results = handle.submit(vec![record.clone()]).await.expect("running");
+        assert_eq!(results, vec![Ok(record.id())]);
+        let height =
+            tokio::time::timeout(Duration::from_secs(30), handle.wait_committed(record.id()))
+                .await
+                .expect("committed in time")
+                .expect("running");
+        assert_eq!(height, 1);
+        // Asked again after the fact: answered from the store.
+        assert_eq!(handle.wait_committed(record.id()).await, Some(1));
+        // A replay is refused as committed.
+        let results = handle.submit(vec![record.clone()]).await.expect("running");
+        assert!(matches!(results[0], Err(AdmitError::Committed(_, 1))));
+        assert_eq!(metrics.records_committed.get(), 1);
+        assert!(metrics.render().contains("branchd_height 1"));
+        let _ = stop.send(());
+        task.await.expect("join").expect("clean stop");
+    }
+}
