@@ -13,6 +13,7 @@ pub mod limits;
 pub mod merkle;
 pub mod record;
 pub mod validation;
+pub mod wire;
 
 pub use block::{
     Block, BlockHeader, CommitCertificate, CommitSignature, CommittedBlock, Evidence, Height,

@@ -1,0 +1,576 @@
+//! The event loop: owns the swarm, carries out the client's commands, and turns swarm events
+//! into [`Event`]s for the node.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use branchledger_types::wire::{
+    ConsensusGossip, RecordBatch, GOSSIP_RECORDS_BYTES_MAX, GOSSIP_RECORDS_MAX,
+};
+use branchledger_types::SignedRecord;
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId};
+use libp2p::metrics::Recorder;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{allow_block_list, connection_limits, identify, noise, tcp, yamux, Multiaddr, PeerId};
+use libp2p::{Swarm, SwarmBuilder};
+use prometheus_client::registry::Registry;
+use tokio::sync::mpsc;
+
+use crate::codec::{SyncCodec, SYNC_PROTOCOL};
+use crate::metrics::P2pMetrics;
+use crate::{
+    Command, Config, Event, P2pError, Responder, Topic, Verdict, BAN_DURATION,
+    CONNECTIONS_PER_PEER_MAX, IDLE_CONNECTION_TIMEOUT, PENALTY_THRESHOLD, PENALTY_WINDOW,
+    PENDING_INCOMING_MAX, RECORDS_HELD_MAX, RECORD_FLUSH_INTERVAL, REDIAL_INTERVAL,
+    SYNC_REQUEST_TIMEOUT,
+};
+
+/// Room for the record batch's own framing inside the topic's size limit.
+const BATCH_OVERHEAD_BYTES: usize = 64;
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    /// Refuses every peer not in genesis.
+    allowed: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
+    /// Refuses peers banned for misbehaviour.
+    banned: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    limits: connection_limits::Behaviour,
+    identify: identify::Behaviour,
+    gossipsub: gossipsub::Behaviour,
+    sync: request_response::Behaviour<SyncCodec>,
+}
+
+/// Owns the swarm; run it with [`EventLoop::run`].
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+    records_topic: IdentTopic,
+    consensus_topic: IdentTopic,
+    protocol_version: String,
+    /// Records waiting to go out as one batch.
+    pending_records: VecDeque<SignedRecord>,
+    pending_bytes: usize,
+    /// Configured peers, dialled until connected.
+    dial: Vec<(PeerId, Multiaddr)>,
+    /// Invalid messages per peer in the current window.
+    penalties: HashMap<PeerId, (u32, Instant)>,
+    /// Banned peers and when their ban ends.
+    bans: HashMap<PeerId, Instant>,
+    nonce: u64,
+    metrics: P2pMetrics,
+    libp2p_metrics: libp2p::metrics::Metrics,
+}
+
+fn invalid(what: impl Into<String>, reason: impl std::fmt::Display) -> P2pError {
+    P2pError::Invalid {
+        what: what.into(),
+        reason: reason.to_string(),
+    }
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        config: Config,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<Event>,
+        registry: &mut Registry,
+    ) -> Result<EventLoop, P2pError> {
+        let keypair = libp2p::identity::Keypair::ed25519_from_bytes(config.node_key_seed)
+            .map_err(|e| invalid("node key", e))?;
+        let records_topic = IdentTopic::new(format!("/branchledger/{}/records/1", config.chain_id));
+        let consensus_topic =
+            IdentTopic::new(format!("/branchledger/{}/consensus/1", config.chain_id));
+        let protocol_version = format!("/branchledger/{}/1", config.chain_id);
+
+        let gossip_config = gossipsub::ConfigBuilder::default()
+            // The node judges every message before it is forwarded.
+            .validate_messages()
+            // No message-level signatures: records and votes carry their own, and noise
+            // authenticates the connection. Ids are therefore content hashes.
+            .validation_mode(gossipsub::ValidationMode::Anonymous)
+            .message_id_fn(|message: &gossipsub::Message| {
+                MessageId::from(blake3::hash(&message.data).as_bytes()[..20].to_vec())
+            })
+            .max_transmit_size(config.consensus_bytes_max)
+            .max_transmit_size_for_topic(
+                GOSSIP_RECORDS_BYTES_MAX + BATCH_OVERHEAD_BYTES,
+                records_topic.hash(),
+            )
+            .build()
+            .map_err(|e| invalid("gossip configuration", e))?;
+
+        let mut allowed = allow_block_list::Behaviour::<allow_block_list::AllowedPeers>::default();
+        for peer in &config.allowed {
+            allowed.allow_peer(*peer);
+        }
+        let local_peer = keypair.public().to_peer_id();
+        let peers_max = u32::try_from(config.allowed.len())
+            .unwrap_or(u32::MAX)
+            .saturating_mul(CONNECTIONS_PER_PEER_MAX);
+        let limits = connection_limits::ConnectionLimits::default()
+            .with_max_pending_incoming(Some(PENDING_INCOMING_MAX))
+            .with_max_established_per_peer(Some(CONNECTIONS_PER_PEER_MAX))
+            .with_max_established(Some(peers_max.max(CONNECTIONS_PER_PEER_MAX)));
+        let identify_config = identify::Config::new(protocol_version.clone(), keypair.public())
+            .with_agent_version(format!("branchd/{}", env!("CARGO_PKG_VERSION")));
+
+        let mut swarm = SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| invalid("transport", e))?
+            .with_behaviour(|_key| {
+                let gossipsub =
+                    gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)?;
+                Ok(Behaviour {
+                    allowed,
+                    banned: Default::default(),
+                    limits: connection_limits::Behaviour::new(limits),
+                    identify: identify::Behaviour::new(identify_config),
+                    gossipsub,
+                    sync: request_response::Behaviour::with_codec(
+                        SyncCodec,
+                        [(SYNC_PROTOCOL, ProtocolSupport::Full)],
+                        request_response::Config::default()
+                            .with_request_timeout(SYNC_REQUEST_TIMEOUT),
+                    ),
+                })
+            })
+            .map_err(|e| invalid("network behaviour", e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+            .build();
+
+        for topic in [&records_topic, &consensus_topic] {
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(topic)
+                .map_err(|e| invalid("gossip subscription", e))?;
+        }
+        swarm
+            .listen_on(config.listen.clone())
+            .map_err(|e| P2pError::Listen {
+                address: config.listen.clone(),
+                reason: e.to_string(),
+            })?;
+
+        let mut dial = Vec::new();
+        for address in &config.peers {
+            let Some(Protocol::P2p(peer)) = address.iter().last() else {
+                return Err(invalid(
+                    format!("peer address {address}"),
+                    "must end with /p2p/<peer id>",
+                ));
+            };
+            if peer != local_peer {
+                dial.push((peer, address.clone()));
+            }
+        }
+
+        let metrics = P2pMetrics::default();
+        metrics.register(registry.sub_registry_with_prefix("p2p"));
+        let libp2p_metrics =
+            libp2p::metrics::Metrics::new(registry.sub_registry_with_prefix("libp2p"));
+        Ok(EventLoop {
+            swarm,
+            commands,
+            events,
+            records_topic,
+            consensus_topic,
+            protocol_version,
+            pending_records: VecDeque::new(),
+            pending_bytes: 0,
+            dial,
+            penalties: HashMap::new(),
+            bans: HashMap::new(),
+            nonce: initial_nonce(),
+            metrics,
+            libp2p_metrics,
+        })
+    }
+
+    /// This node's peer id.
+    pub fn local_peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    /// Runs until every [`crate::Client`] is dropped.
+    pub async fn run(mut self) {
+        let mut flush = tokio::time::interval(RECORD_FLUSH_INTERVAL);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut redial = tokio::time::interval(REDIAL_INTERVAL);
+        redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.handle_swarm_event(event).await,
+                command = self.commands.recv() => match command {
+                    Some(command) => self.handle_command(command),
+                    None => break,
+                },
+                _ = flush.tick(), if !self.pending_records.is_empty() => self.flush_records(),
+                _ = redial.tick() => self.redial(),
+            }
+        }
+        tracing::debug!("network event loop stopped");
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        match command {
+            Command::PublishRecords(records) => {
+                for record in records {
+                    self.pending_bytes += record.to_bytes().len();
+                    self.pending_records.push_back(record);
+                }
+                while self.pending_records.len() > RECORDS_HELD_MAX {
+                    if let Some(dropped) = self.pending_records.pop_front() {
+                        self.pending_bytes -= dropped.to_bytes().len();
+                        self.metrics.records_dropped.inc();
+                    }
+                }
+                if self.pending_records.len() >= GOSSIP_RECORDS_MAX
+                    || self.pending_bytes >= GOSSIP_RECORDS_BYTES_MAX / 2
+                {
+                    self.flush_records();
+                }
+            }
+            Command::PublishConsensus(message) => {
+                self.nonce = self.nonce.wrapping_add(1);
+                let bytes = ConsensusGossip {
+                    nonce: self.nonce,
+                    message,
+                }
+                .to_bytes();
+                self.publish(Topic::Consensus, bytes);
+            }
+            Command::PublishRaw(topic, bytes) => {
+                self.publish(topic, bytes);
+            }
+            Command::Report {
+                message_id,
+                source,
+                verdict,
+            } => {
+                let acceptance = match verdict {
+                    Verdict::Accept => MessageAcceptance::Accept,
+                    Verdict::Reject => MessageAcceptance::Reject,
+                    Verdict::Ignore => MessageAcceptance::Ignore,
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &source, acceptance);
+                if verdict == Verdict::Reject {
+                    self.penalise(source, "invalid gossip message");
+                }
+            }
+            Command::Penalise { peer, reason } => self.penalise(peer, &reason),
+            Command::RequestBlocks { peer, request } => {
+                self.swarm.behaviour_mut().sync.send_request(&peer, request);
+            }
+            Command::Respond {
+                responder,
+                response,
+            } => {
+                // The asker may have gone; nothing to do then.
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(responder.0, response);
+            }
+        }
+    }
+
+    fn topic(&self, topic: Topic) -> &IdentTopic {
+        match topic {
+            Topic::Records => &self.records_topic,
+            Topic::Consensus => &self.consensus_topic,
+        }
+    }
+
+    fn publish(&mut self, topic: Topic, bytes: Vec<u8>) -> bool {
+        let name = match topic {
+            Topic::Records => "records",
+            Topic::Consensus => "consensus",
+        };
+        let labels = crate::metrics::TopicLabels {
+            topic: name.to_owned(),
+        };
+        let hash = self.topic(topic).hash();
+        match self.swarm.behaviour_mut().gossipsub.publish(hash, bytes) {
+            Ok(_) => {
+                self.metrics.published.get_or_create(&labels).inc();
+                true
+            }
+            Err(error) => {
+                tracing::debug!(topic = name, %error, "gossip not published");
+                self.metrics.publish_failed.get_or_create(&labels).inc();
+                false
+            }
+        }
+    }
+
+    /// Sends the waiting records as batches within the topic's limits. With no subscribed peer
+    /// they stay queued (bounded by [`RECORDS_HELD_MAX`]) for the next flush.
+    fn flush_records(&mut self) {
+        let subscribed = self
+            .swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .any(|(_, topics)| topics.contains(&&self.records_topic.hash()));
+        if !subscribed {
+            return;
+        }
+        while !self.pending_records.is_empty() {
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            while let Some(record) = self.pending_records.front() {
+                let size = record.to_bytes().len();
+                if !batch.is_empty()
+                    && (batch.len() >= GOSSIP_RECORDS_MAX
+                        || bytes + size > GOSSIP_RECORDS_BYTES_MAX)
+                {
+                    break;
+                }
+                bytes += size;
+                if let Some(record) = self.pending_records.pop_front() {
+                    batch.push(record);
+                }
+            }
+            self.pending_bytes -= bytes;
+            let encoded = RecordBatch { records: batch }.to_bytes();
+            self.publish(Topic::Records, encoded);
+        }
+    }
+
+    fn redial(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<PeerId> = self
+            .bans
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in expired {
+            self.bans.remove(&peer);
+            self.swarm.behaviour_mut().banned.unblock_peer(peer);
+            tracing::info!(%peer, "peer ban ended");
+        }
+        for (peer, address) in self.dial.clone() {
+            if self.swarm.is_connected(&peer) || self.bans.contains_key(&peer) {
+                continue;
+            }
+            let options = DialOpts::peer_id(peer)
+                .addresses(vec![address])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(error) = self.swarm.dial(options) {
+                tracing::debug!(%peer, %error, "dial not started");
+            }
+        }
+    }
+
+    fn penalise(&mut self, peer: PeerId, reason: &str) {
+        let now = Instant::now();
+        let entry = self.penalties.entry(peer).or_insert((0, now));
+        if now.duration_since(entry.1) > PENALTY_WINDOW {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+        tracing::debug!(%peer, reason, count = entry.0, "peer penalised");
+        if entry.0 >= PENALTY_THRESHOLD {
+            self.penalties.remove(&peer);
+            self.bans.insert(peer, now + BAN_DURATION);
+            self.swarm.behaviour_mut().banned.block_peer(peer);
+            self.metrics.peers_banned.inc();
+            tracing::warn!(%peer, reason, ban_seconds = BAN_DURATION.as_secs(), "peer banned for invalid messages");
+        }
+    }
+
+    async fn emit(&mut self, event: Event) {
+        // The node stopped: nothing left to tell.
+        let _ = self.events.send(event).await;
+    }
+
+    async fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.libp2p_metrics.record(&event);
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let full = address.with(Protocol::P2p(*self.swarm.local_peer_id()));
+                tracing::info!(address = %full, "p2p listening");
+                self.emit(Event::Listening(full)).await;
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } if num_established.get() == 1 => {
+                self.metrics.peers.inc();
+                tracing::info!(peer = %peer_id, "peer connected");
+                self.emit(Event::PeerConnected(peer_id)).await;
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.metrics.peers.dec();
+                tracing::info!(peer = %peer_id, "peer disconnected");
+                self.emit(Event::PeerDisconnected(peer_id)).await;
+            }
+            SwarmEvent::IncomingConnectionError {
+                error,
+                send_back_addr,
+                ..
+            } => {
+                if matches!(error, libp2p::swarm::ListenError::Denied { .. }) {
+                    self.metrics.connections_denied.inc();
+                    tracing::warn!(from = %send_back_addr, %error, "incoming connection refused");
+                } else {
+                    tracing::debug!(from = %send_back_addr, %error, "incoming connection failed");
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                if matches!(error, libp2p::swarm::DialError::Denied { .. }) {
+                    self.metrics.connections_denied.inc();
+                }
+                tracing::debug!(peer = ?peer_id, %error, "dial failed");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => {
+                self.libp2p_metrics.record(&event);
+                self.handle_gossip(event).await;
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => {
+                self.libp2p_metrics.record(&event);
+                if let identify::Event::Received { peer_id, info, .. } = event {
+                    if info.protocol_version != self.protocol_version {
+                        tracing::warn!(peer = %peer_id, theirs = %info.protocol_version, ours = %self.protocol_version, "peer runs another chain: disconnecting");
+                        self.metrics.reject("identify", "other chain");
+                        let _ = self.swarm.disconnect_peer_id(peer_id);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(event)) => self.handle_sync(event).await,
+            _ => {}
+        }
+    }
+
+    async fn handle_gossip(&mut self, event: gossipsub::Event) {
+        let gossipsub::Event::Message {
+            propagation_source,
+            message_id,
+            message,
+        } = event
+        else {
+            return;
+        };
+        let event = if message.topic == self.records_topic.hash() {
+            match RecordBatch::from_bytes(&message.data) {
+                Ok(batch) => Ok(Event::Records {
+                    source: propagation_source,
+                    message_id: message_id.clone(),
+                    records: batch.records,
+                }),
+                Err(error) => Err(("records", error.to_string())),
+            }
+        } else if message.topic == self.consensus_topic.hash() {
+            match ConsensusGossip::from_bytes(&message.data, usize::MAX) {
+                Ok(gossip) => Ok(Event::Consensus {
+                    source: propagation_source,
+                    message_id: message_id.clone(),
+                    message: gossip.message,
+                }),
+                Err(error) => Err(("consensus", error.to_string())),
+            }
+        } else {
+            Err(("topic", format!("unknown topic {}", message.topic)))
+        };
+        match event {
+            Ok(event) => self.emit(event).await,
+            Err((kind, reason)) => {
+                tracing::debug!(peer = %propagation_source, kind, %reason, "undecodable gossip rejected");
+                self.metrics.reject(kind, "undecodable");
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(
+                        &message_id,
+                        &propagation_source,
+                        MessageAcceptance::Reject,
+                    );
+                self.penalise(propagation_source, "undecodable gossip message");
+            }
+        }
+    }
+
+    async fn handle_sync(
+        &mut self,
+        event: request_response::Event<
+            branchledger_types::wire::SyncRequest,
+            branchledger_types::wire::SyncResponse,
+        >,
+    ) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    self.emit(Event::SyncRequest {
+                        peer,
+                        request,
+                        responder: Responder(channel),
+                    })
+                    .await
+                }
+                request_response::Message::Response { response, .. } => {
+                    self.emit(Event::SyncResponse {
+                        peer,
+                        result: Ok(response),
+                    })
+                    .await
+                }
+            },
+            request_response::Event::OutboundFailure { peer, error, .. } => {
+                if let request_response::OutboundFailure::Io(io) = &error {
+                    if io.kind() == std::io::ErrorKind::InvalidData {
+                        self.metrics.reject("sync", "undecodable");
+                        self.penalise(peer, "undecodable sync response");
+                    }
+                }
+                self.emit(Event::SyncResponse {
+                    peer,
+                    result: Err(error.to_string()),
+                })
+                .await
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                if let request_response::InboundFailure::Io(io) = &error {
+                    if io.kind() == std::io::ErrorKind::InvalidData {
+                        self.metrics.reject("sync", "undecodable");
+                        self.penalise(peer, "undecodable sync request");
+                    }
+                }
+                tracing::debug!(%peer, %error, "sync request not answered");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+}
+
+/// A starting nonce that differs between runs, so a restarted node's first messages are not
+/// taken by peers for duplicates of its messages before the restart.
+fn initial_nonce() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    (nanos as u64) << 8
+}

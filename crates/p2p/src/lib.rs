@@ -1,0 +1,331 @@
+//! The peer-to-peer layer (DESIGN.md §5): a libp2p swarm over TCP with noise and yamux,
+//! identify, gossipsub (one topic for records, one for consensus messages, each message
+//! validated by the node before it is forwarded) and a request-response protocol for block
+//! sync.
+//!
+//! The shape is that of rust-libp2p's `file-sharing` example: a cloneable [`Client`] sends
+//! commands, an [`EventLoop`] owns the swarm, and [`Event`]s come out on a bounded channel.
+//!
+//! What it guarantees:
+//! - only peers whose ids are in the allow list (genesis) may connect; any other connection is
+//!   refused when its noise handshake reveals the peer id;
+//! - every message has a size limit, applied before decoding; a message that does not decode,
+//!   or that the node judges invalid, is not forwarded and counts against its sender, and a
+//!   sender with too many such messages is disconnected and refused for a while;
+//! - every queue is bounded: commands, events, and records waiting to be gossiped.
+//!
+//! It never judges the content of a message: that is the node's job, reported back with
+//! [`Client::report`].
+
+mod codec;
+mod event_loop;
+mod metrics;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use branchledger_types::wire::{ConsensusMessage, SyncRequest, SyncResponse};
+use branchledger_types::SignedRecord;
+use libp2p::gossipsub::MessageId;
+use libp2p::request_response::ResponseChannel;
+use tokio::sync::mpsc;
+
+pub use codec::{read_frame, write_frame, SyncCodec, SYNC_PROTOCOL};
+pub use event_loop::EventLoop;
+pub use libp2p::{Multiaddr, PeerId};
+pub use metrics::P2pMetrics;
+
+/// Commands waiting for the event loop; beyond this, `try_*` calls fail (the caller drops
+/// or retries).
+pub const COMMAND_QUEUE: usize = 8_192;
+/// Events waiting for the node; beyond this the event loop waits (back-pressure on the swarm).
+pub const EVENT_QUEUE: usize = 4_096;
+/// How often records waiting to be gossiped are sent as one batch.
+pub const RECORD_FLUSH_INTERVAL: Duration = Duration::from_millis(5);
+/// Most records held for gossip while no peer is subscribed; older ones are dropped (they stay
+/// in the local mempool and are proposed by this node).
+pub const RECORDS_HELD_MAX: usize = 20_000;
+/// How often configured peers that are not connected are dialled again.
+pub const REDIAL_INTERVAL: Duration = Duration::from_secs(1);
+/// Time allowed for a sync request to be answered.
+pub const SYNC_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Invalid messages from one peer within [`PENALTY_WINDOW`] that get it disconnected.
+pub const PENALTY_THRESHOLD: u32 = 20;
+/// The window over which a peer's invalid messages are counted.
+pub const PENALTY_WINDOW: Duration = Duration::from_secs(60);
+/// How long a peer that reached the threshold is refused.
+pub const BAN_DURATION: Duration = Duration::from_secs(30);
+/// Connections to one peer at once (both sides may dial at the same time).
+pub const CONNECTIONS_PER_PEER_MAX: u32 = 2;
+/// Incoming connections still in their handshake at once.
+pub const PENDING_INCOMING_MAX: u32 = 32;
+/// Connections are closed after this long without any protocol using them.
+pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How the node judged a gossip message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: forward it.
+    Accept,
+    /// Invalid: drop it and count it against the sender.
+    Reject,
+    /// Harmless but useless (stale, duplicate): drop it.
+    Ignore,
+}
+
+/// What the event loop needs to start.
+pub struct Config {
+    /// This node's identity (its Ed25519 node key's 32-byte seed).
+    pub node_key_seed: [u8; 32],
+    /// The chain: topics and the identify protocol name carry it, so two chains never mix.
+    pub chain_id: String,
+    /// Where to listen.
+    pub listen: Multiaddr,
+    /// Peers to dial and keep dialling, each with `/p2p/<peer id>`.
+    pub peers: Vec<Multiaddr>,
+    /// The only peers that may connect (genesis).
+    pub allowed: Vec<PeerId>,
+    /// Largest consensus message (a proposal with its block) this chain allows.
+    pub consensus_bytes_max: usize,
+}
+
+/// Why the network could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum P2pError {
+    /// A key, address or peer id is malformed.
+    #[error("{what}: {reason}")]
+    Invalid {
+        /// What was malformed.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+    /// The listener could not be opened.
+    #[error("listening on {address}: {reason}")]
+    Listen {
+        /// The address.
+        address: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Parses a peer id (base58, as genesis lists them).
+pub fn parse_peer_id(text: &str) -> Result<PeerId, P2pError> {
+    PeerId::from_str(text).map_err(|e| P2pError::Invalid {
+        what: format!("peer id {text:?}"),
+        reason: e.to_string(),
+    })
+}
+
+/// The peer id of a node key seed.
+pub fn peer_id_of_seed(seed: [u8; 32]) -> Result<PeerId, P2pError> {
+    let keypair =
+        libp2p::identity::Keypair::ed25519_from_bytes(seed).map_err(|e| P2pError::Invalid {
+            what: "node key".into(),
+            reason: e.to_string(),
+        })?;
+    Ok(keypair.public().to_peer_id())
+}
+
+/// An answer to a sync request, to hand back with [`Client::respond`].
+pub struct Responder(ResponseChannel<SyncResponse>);
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Responder")
+    }
+}
+
+/// What the network tells the node.
+#[derive(Debug)]
+pub enum Event {
+    /// The node listens on this address (logged for operators and tests).
+    Listening(Multiaddr),
+    /// A peer connected (first connection).
+    PeerConnected(PeerId),
+    /// A peer's last connection closed.
+    PeerDisconnected(PeerId),
+    /// Records from the records topic, to judge and report.
+    Records {
+        /// The peer that sent them to us.
+        source: PeerId,
+        /// The gossip message, for [`Client::report`].
+        message_id: MessageId,
+        /// The records.
+        records: Vec<SignedRecord>,
+    },
+    /// A consensus message, to judge and report.
+    Consensus {
+        /// The peer that sent it to us.
+        source: PeerId,
+        /// The gossip message, for [`Client::report`].
+        message_id: MessageId,
+        /// The message.
+        message: ConsensusMessage,
+    },
+    /// A peer asks for blocks.
+    SyncRequest {
+        /// Who asks.
+        peer: PeerId,
+        /// What it asks.
+        request: SyncRequest,
+        /// Where the answer goes.
+        responder: Responder,
+    },
+    /// The answer to a request sent with [`Client::request_blocks`].
+    SyncResponse {
+        /// Who answered.
+        peer: PeerId,
+        /// The answer, or why none came.
+        result: Result<SyncResponse, String>,
+    },
+}
+
+/// A gossip topic, for [`Client::publish_raw`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topic {
+    /// Record batches.
+    Records,
+    /// Proposals and votes.
+    Consensus,
+}
+
+enum Command {
+    PublishRecords(Vec<SignedRecord>),
+    PublishConsensus(ConsensusMessage),
+    PublishRaw(Topic, Vec<u8>),
+    Report {
+        message_id: MessageId,
+        source: PeerId,
+        verdict: Verdict,
+    },
+    Penalise {
+        peer: PeerId,
+        reason: String,
+    },
+    RequestBlocks {
+        peer: PeerId,
+        request: SyncRequest,
+    },
+    Respond {
+        responder: Responder,
+        response: SyncResponse,
+    },
+}
+
+/// Why a command did not reach the event loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The command queue is full.
+    #[error("the network's command queue is full")]
+    Full,
+    /// The event loop has stopped.
+    #[error("the network has stopped")]
+    Closed,
+}
+
+/// A handle on the network; cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    commands: mpsc::Sender<Command>,
+}
+
+impl Client {
+    fn try_send(&self, command: Command) -> Result<(), SendError> {
+        self.commands.try_send(command).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SendError::Full,
+            mpsc::error::TrySendError::Closed(_) => SendError::Closed,
+        })
+    }
+
+    /// Gossips records (batched with others sent within [`RECORD_FLUSH_INTERVAL`]).
+    pub fn publish_records(&self, records: Vec<SignedRecord>) -> Result<(), SendError> {
+        self.try_send(Command::PublishRecords(records))
+    }
+
+    /// Gossips a proposal or vote.
+    pub fn publish_consensus(&self, message: ConsensusMessage) -> Result<(), SendError> {
+        self.try_send(Command::PublishConsensus(message))
+    }
+
+    /// Gossips bytes as they are, for fault-injection tests and tools: peers must reject them.
+    pub fn publish_raw(&self, topic: Topic, bytes: Vec<u8>) -> Result<(), SendError> {
+        self.try_send(Command::PublishRaw(topic, bytes))
+    }
+
+    /// Reports the node's verdict on a gossip message: forwarded if accepted, counted against
+    /// its sender if rejected.
+    pub fn report(
+        &self,
+        message_id: MessageId,
+        source: PeerId,
+        verdict: Verdict,
+    ) -> Result<(), SendError> {
+        self.try_send(Command::Report {
+            message_id,
+            source,
+            verdict,
+        })
+    }
+
+    /// Counts a misbehaviour outside gossip (e.g. an invalid synced block) against `peer`.
+    pub fn penalise(&self, peer: PeerId, reason: String) -> Result<(), SendError> {
+        self.try_send(Command::Penalise { peer, reason })
+    }
+
+    /// Asks `peer` for blocks; the answer arrives as [`Event::SyncResponse`].
+    pub fn request_blocks(&self, peer: PeerId, request: SyncRequest) -> Result<(), SendError> {
+        self.try_send(Command::RequestBlocks { peer, request })
+    }
+
+    /// Answers a sync request (waits for room in the queue).
+    pub async fn respond(
+        &self,
+        responder: Responder,
+        response: SyncResponse,
+    ) -> Result<(), SendError> {
+        self.commands
+            .send(Command::Respond {
+                responder,
+                response,
+            })
+            .await
+            .map_err(|_| SendError::Closed)
+    }
+}
+
+/// Builds the network: the client, the event stream, and the event loop to spawn. The event
+/// loop has already started listening; its first event is [`Event::Listening`].
+pub fn new(
+    config: Config,
+    registry: &mut prometheus_client::registry::Registry,
+) -> Result<(Client, mpsc::Receiver<Event>, EventLoop), P2pError> {
+    let (tx_commands, rx_commands) = mpsc::channel(COMMAND_QUEUE);
+    let (tx_events, rx_events) = mpsc::channel(EVENT_QUEUE);
+    let event_loop = EventLoop::new(config, rx_commands, tx_events, registry)?;
+    Ok((
+        Client {
+            commands: tx_commands,
+        },
+        rx_events,
+        event_loop,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use branchledger_crypto::{Keypair, Signer};
+
+    #[test]
+    fn the_peer_id_of_a_seed_is_the_one_genesis_derives() {
+        let seed = [42u8; 32];
+        let from_libp2p = peer_id_of_seed(seed).expect("peer id");
+        let from_genesis =
+            branchledger_types::genesis::peer_id_of(&Keypair::from_seed(seed).public_key());
+        assert_eq!(from_libp2p.to_base58(), from_genesis);
+        assert_eq!(parse_peer_id(&from_genesis).expect("parse"), from_libp2p);
+        assert!(parse_peer_id("not-a-peer-id").is_err());
+    }
+}

@@ -1,0 +1,89 @@
+//! The network's own counters, in the node's Prometheus registry (beside libp2p's).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Labels naming what kind of message was rejected and why.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// `records`, `consensus`, `sync`, `topic`, `identify`.
+    pub kind: String,
+    /// `undecodable` (bad bytes or over the limit) or `invalid` (judged so by the node).
+    pub reason: String,
+}
+
+/// Labels naming a topic.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    /// `records` or `consensus`.
+    pub topic: String,
+}
+
+/// Counters of the network layer.
+#[derive(Clone, Default)]
+pub struct P2pMetrics {
+    /// Messages rejected, by kind and reason.
+    pub rejected: Family<RejectLabels, Counter>,
+    /// Gossip messages published, by topic.
+    pub published: Family<TopicLabels, Counter>,
+    /// Gossip messages that could not be published (no peer, queues full), by topic.
+    pub publish_failed: Family<TopicLabels, Counter>,
+    /// Records dropped from the gossip queue while no peer was subscribed.
+    pub records_dropped: Counter,
+    /// Connections refused (peer not in genesis, banned, over a limit).
+    pub connections_denied: Counter,
+    /// Peers disconnected and refused for a while after too many invalid messages.
+    pub peers_banned: Counter,
+    /// Connected peers.
+    pub peers: Gauge,
+}
+
+impl P2pMetrics {
+    /// Registers every counter in `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "messages_rejected",
+            "Peer messages rejected, by kind and reason",
+            self.rejected.clone(),
+        );
+        registry.register(
+            "messages_published",
+            "Gossip messages published, by topic",
+            self.published.clone(),
+        );
+        registry.register(
+            "publish_failed",
+            "Gossip messages that could not be published, by topic",
+            self.publish_failed.clone(),
+        );
+        registry.register(
+            "records_dropped",
+            "Records dropped from the gossip queue while no peer was subscribed",
+            self.records_dropped.clone(),
+        );
+        registry.register(
+            "connections_denied",
+            "Connections refused (unknown peer, banned, over a limit)",
+            self.connections_denied.clone(),
+        );
+        registry.register(
+            "peers_banned",
+            "Peers disconnected for sending too many invalid messages",
+            self.peers_banned.clone(),
+        );
+        registry.register("peers", "Connected peers", self.peers.clone());
+    }
+
+    /// Counts a rejected message.
+    pub fn reject(&self, kind: &str, reason: &str) {
+        self.rejected
+            .get_or_create(&RejectLabels {
+                kind: kind.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+}
