@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use branchledger_consensus::{Config, Core, Effect, Input, Message, Step};
 use branchledger_crypto::{verify, Hash, Keypair, Signer};
-use branchledger_state::StateDelta;
+use branchledger_state::{ApplyError, BlockExecutor, StateDelta};
 use branchledger_types::{
     Block, CommittedBlock, Evidence, Height, Round, SignedProposal, SignedRecord, SignedVote,
 };
@@ -53,6 +53,17 @@ pub trait Network {
     fn broadcast(&mut self, message: Outbound);
 }
 
+/// Why a client's record was not taken.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// Not admitted to the mempool.
+    #[error(transparent)]
+    Admit(#[from] AdmitError),
+    /// It breaks a state rule against the current state.
+    #[error("record {0} breaks a state rule: {1}")]
+    Rejected(Hash, String),
+}
+
 /// A failure that stops the node: continuing could break safety.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -71,16 +82,9 @@ pub enum DriverError {
 /// timeout it carries.
 type Timer = (Instant, u64, Height, Round, Step);
 
-/// What happened to a message from a peer (reported back to the network for scoring).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Valid: pass it on.
-    Accept,
-    /// Invalid: penalise the sender.
-    Reject,
-    /// Harmless but useless (stale, duplicate): drop it.
-    Ignore,
-}
+/// What happened to a message from a peer, reported back to the network: forwarded if
+/// accepted, counted against the sender if rejected.
+pub use branchledger_p2p::Verdict;
 
 /// A block committed by this node, for waiters and metrics.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,6 +123,8 @@ pub struct Driver {
     evidence: VecDeque<Evidence>,
     /// Commits since the last call to [`Driver::take_committed`].
     committed: Vec<Committed>,
+    /// Records dropped from the mempool since the last call to [`Driver::take_dropped`].
+    dropped: Vec<(Hash, String)>,
     /// Inputs produced by effects, handled after the current effects.
     queue: VecDeque<Input>,
     /// The clock's origin, so the driver can turn an `Instant` into Unix milliseconds.
@@ -160,6 +166,7 @@ impl Driver {
             timer_sequence: 0,
             evidence: VecDeque::new(),
             committed: Vec::new(),
+            dropped: Vec::new(),
             queue: VecDeque::new(),
             epoch: now,
             epoch_ms: now_ms,
@@ -194,6 +201,73 @@ impl Driver {
     /// Blocks committed since the last call.
     pub fn take_committed(&mut self) -> Vec<Committed> {
         std::mem::take(&mut self.committed)
+    }
+
+    /// Records dropped from the mempool since the last call (a commit made them invalid), with
+    /// the reasons.
+    pub fn take_dropped(&mut self) -> Vec<(Hash, String)> {
+        std::mem::take(&mut self.dropped)
+    }
+
+    /// One record from a client, checked further than [`Driver::submit`] does: after
+    /// admission (stateless rules, signatures, duplicates, bounds) it must also pass the state
+    /// rules against the committed state, or, failing that, after the records pending before
+    /// it — so a client learns at once that it names an unknown member, yet may submit a
+    /// member's first study session right after the member joined. A record that fails is
+    /// withdrawn before it is gossiped. Passing is no promise: a record committed in between
+    /// can still make it invalid, and then it is dropped with a reason.
+    pub fn submit_checked(
+        &mut self,
+        record: SignedRecord,
+        now: Instant,
+        net: &mut dyn Network,
+    ) -> Result<Result<Hash, SubmitError>, DriverError> {
+        let admitted = self
+            .mempool
+            .admit(
+                self.ledger.genesis(),
+                self.ledger.store().as_ref(),
+                vec![record.clone()],
+            )
+            .pop()
+            .expect("one result per record");
+        let id = match admitted {
+            Ok(id) => id,
+            Err(error) => return Ok(Err(SubmitError::Admit(error))),
+        };
+        if let Err(reason) = self.precheck(&record, id, now) {
+            self.mempool.withdraw(&id);
+            return Ok(Err(SubmitError::Rejected(id, reason)));
+        }
+        net.broadcast(Outbound::Records(vec![record]));
+        self.release_if_ready(now, net)?;
+        Ok(Ok(id))
+    }
+
+    fn precheck(&self, record: &SignedRecord, id: Hash, now: Instant) -> Result<(), String> {
+        let genesis = self.ledger.genesis();
+        let store = self.ledger.store().as_ref();
+        let height = self.ledger.next_height().map_err(|e| e.to_string())?;
+        let time_ms = self.now_ms(now);
+        let apply = |executor: &mut BlockExecutor| match executor.apply_with_id(record, id) {
+            Ok(_) => Ok(()),
+            Err(ApplyError::Rejected(reason)) => Err(reason.to_string()),
+            Err(ApplyError::Read(error)) => Err(error.to_string()),
+        };
+        let mut alone = BlockExecutor::new(store, genesis, height, time_ms);
+        let Err(first) = apply(&mut alone) else {
+            return Ok(());
+        };
+        // It may depend on records still pending: apply those that would go first.
+        let mut after_pending = BlockExecutor::new(store, genesis, height, time_ms);
+        let candidates = self.mempool.candidates(
+            genesis.consensus.max_block_records as usize,
+            genesis.consensus.max_block_bytes as usize,
+        );
+        for pending in candidates.iter().filter(|r| r.id() != id) {
+            let _ = after_pending.apply(pending);
+        }
+        apply(&mut after_pending).map_err(|_| first)
     }
 
     /// Starts consensus at the height after the stored tip.
@@ -495,7 +569,8 @@ impl Driver {
         now: Instant,
     ) -> Result<(), DriverError> {
         let next_time_ms = self.now_ms(now);
-        self.mempool
+        let dropped = self
+            .mempool
             .on_commit(
                 self.ledger.genesis(),
                 self.ledger.store().as_ref(),
@@ -509,6 +584,7 @@ impl Driver {
                     reason: e.to_string(),
                 })
             })?;
+        self.dropped.extend(dropped);
         self.blocks.retain(|_, b| b.header.height > height);
         self.deltas.clear();
         self.awaiting.retain(|(h, _), _| *h > height);

@@ -4,24 +4,21 @@
 //! pure crates (`types`, `state`, `verifier`, `consensus`); this crate moves bytes between
 //! them, the disk, the network and the operator.
 
-#[allow(dead_code)] // read by `branchd start`
+mod api;
 mod config;
 mod devnet;
-#[allow(dead_code)] // wired to the network by `branchd start`
 mod driver;
 mod home;
-#[allow(dead_code)] // the consensus driver uses the rest
 mod ledger;
-#[allow(dead_code)] // wired into the node by the consensus driver
 mod mempool;
-#[allow(dead_code)] // served by `branchd start`
 mod metrics;
+mod peers;
 mod progress;
-#[allow(dead_code)] // used by the consensus driver
 mod safety_file;
 mod sample;
-#[allow(dead_code)] // started by `branchd start`
+#[allow(dead_code)] // the handle is served by the gRPC API once it is wired in
 mod service;
+mod start;
 mod testnet;
 
 use std::path::PathBuf;
@@ -44,6 +41,8 @@ struct Cli {
 enum Command {
     /// Run a local demo chain with realistic sample data and print the leaderboards.
     Devnet(devnet::DevnetArgs),
+    /// Run a node.
+    Start(start::StartArgs),
     /// Generate genesis, keys and node homes for an N-node local network.
     Testnet {
         /// Number of validators.
@@ -58,6 +57,10 @@ enum Command {
         /// Output directory (must be new or empty).
         #[arg(long)]
         out: PathBuf,
+        /// First port on loopback: node i listens on base + 10 i (p2p), + 1 (gRPC), + 2
+        /// (metrics).
+        #[arg(long, default_value_t = testnet::DEFAULT_BASE_PORT)]
+        base_port: u16,
     },
     /// Key management.
     Keys {
@@ -184,18 +187,21 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Devnet(args) => devnet::run(args),
+        Command::Start(args) => start::run(args),
         Command::Testnet {
             validators,
             branches,
             chain_id,
             out,
+            base_port,
         } => {
-            let genesis = testnet::generate(
+            let genesis = testnet::generate_with_ports(
                 &out,
                 &chain_id,
                 validators,
                 branches.unwrap_or(validators),
                 devnet::now_ms(),
+                base_port,
             )?;
             println!(
                 "wrote {} node homes and genesis {} to {}",

@@ -265,6 +265,14 @@ impl Mempool {
         Ok(dropped)
     }
 
+    /// Takes a pending record back out (the API found it breaks a state rule before it was
+    /// gossiped). Returns whether it was pending.
+    pub fn withdraw(&mut self, id: &Hash) -> bool {
+        let pending = self.entries.contains_key(id);
+        self.remove(id);
+        pending
+    }
+
     fn remove(&mut self, id: &Hash) {
         if let Some(entry) = self.entries.remove(id) {
             self.order.remove(&entry.sequence);

@@ -43,6 +43,10 @@ pub struct Metrics {
     pub messages_rejected: Counter,
     /// Seconds from a record's admission here to its commit.
     pub commit_latency_seconds: Histogram,
+    /// Outbound gossip dropped because the network's queue was full.
+    pub gossip_dropped: Counter,
+    /// Blocks applied through block sync.
+    pub blocks_synced: Counter,
 }
 
 impl Default for Metrics {
@@ -64,6 +68,8 @@ impl Metrics {
             blocks_committed: Counter::default(),
             messages_rejected: Counter::default(),
             commit_latency_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            gossip_dropped: Counter::default(),
+            blocks_synced: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -97,6 +103,16 @@ impl Metrics {
             "commit_latency_seconds",
             "Seconds from admission of a record at this node to its commit",
             metrics.commit_latency_seconds.clone(),
+        );
+        registry.register(
+            "gossip_dropped",
+            "Outbound gossip dropped because the network queue was full",
+            metrics.gossip_dropped.clone(),
+        );
+        registry.register(
+            "blocks_synced",
+            "Blocks applied through block sync",
+            metrics.blocks_synced.clone(),
         );
         Metrics {
             registry,

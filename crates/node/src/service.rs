@@ -10,12 +10,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use branchledger_crypto::Hash;
-use branchledger_types::{Height, SignedRecord};
+use branchledger_types::{Evidence, Height, SignedRecord};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::driver::{Driver, DriverError, Network, Outbound};
+use branchledger_p2p::{Client, Event, MessageId, PeerId};
+use branchledger_types::wire::ConsensusMessage;
+
+use crate::driver::{Driver, DriverError, Network, Outbound, SubmitError, Verdict};
+use crate::ledger::LedgerError;
 use crate::mempool::AdmitError;
 use crate::metrics::Metrics;
+use crate::peers::{GossipNetwork, ServeRequest, SyncState, SYNC_PROBE_INTERVAL};
 
 /// Commands waiting for the node loop; senders wait (back-pressure) when it is full.
 pub const COMMAND_QUEUE: usize = 1_024;
@@ -33,12 +38,26 @@ pub enum Command {
         /// One result per record.
         reply: oneshot::Sender<Vec<Result<Hash, AdmitError>>>,
     },
-    /// Answer with the height once the record is committed.
+    /// One record from a client, checked against the state rules too
+    /// ([`Driver::submit_checked`]).
+    SubmitChecked {
+        /// The record.
+        record: Box<SignedRecord>,
+        /// The result.
+        reply: oneshot::Sender<Result<Hash, SubmitError>>,
+    },
+    /// Answer with the height once the record is committed, or the reason it was dropped.
     WaitCommitted {
         /// The record.
         record_id: Hash,
-        /// Sent the height when committed (dropped if the node stops first).
-        reply: oneshot::Sender<Height>,
+        /// Sent the height when committed, or why the record was dropped (the sender is
+        /// dropped if the node stops first or too many clients wait).
+        reply: oneshot::Sender<Result<Height, String>>,
+    },
+    /// Evidence of misbehaviour seen, most recent last.
+    Evidence {
+        /// The answer.
+        reply: oneshot::Sender<Vec<Evidence>>,
     },
     /// A snapshot of the node's state.
     Status {
@@ -62,6 +81,8 @@ pub struct Status {
     pub mempool_bytes: usize,
     /// Connected peers.
     pub peers: usize,
+    /// The highest height a peer reported through block sync (0: none yet).
+    pub peer_tip: Height,
     /// Why no block is committing, when none is (empty when blocks commit normally).
     pub not_committing_reason: String,
 }
@@ -71,6 +92,17 @@ pub struct NoPeers;
 
 impl Network for NoPeers {
     fn broadcast(&mut self, _message: Outbound) {}
+}
+
+/// The node's connection to the network: the client, its events, and the task that answers
+/// sync requests.
+pub struct PeerLink {
+    /// Commands to the network.
+    pub client: Client,
+    /// Events from the network.
+    pub events: mpsc::Receiver<Event>,
+    /// Sync requests to answer.
+    pub serve: mpsc::Sender<ServeRequest>,
 }
 
 /// A handle to send commands to a running node.
@@ -93,8 +125,29 @@ impl NodeHandle {
         answer.await.ok()
     }
 
-    /// Waits until `record_id` is committed; `None` if the node stops first.
-    pub async fn wait_committed(&self, record_id: Hash) -> Option<Height> {
+    /// Admits one record checked against the state rules too; `None` if the node has stopped.
+    pub async fn submit_checked(&self, record: SignedRecord) -> Option<Result<Hash, SubmitError>> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::SubmitChecked {
+                record: Box::new(record),
+                reply,
+            })
+            .await
+            .ok()?;
+        answer.await.ok()
+    }
+
+    /// Evidence seen so far; `None` if the node has stopped.
+    pub async fn evidence(&self) -> Option<Vec<Evidence>> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Evidence { reply }).await.ok()?;
+        answer.await.ok()
+    }
+
+    /// Waits until `record_id` is committed (its height) or dropped (the reason); `None` if
+    /// the node stops first.
+    pub async fn wait_committed(&self, record_id: Hash) -> Option<Result<Height, String>> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::WaitCommitted { record_id, reply })
@@ -116,8 +169,10 @@ pub struct NodeLoop {
     driver: Driver,
     commands: mpsc::Receiver<Command>,
     metrics: Arc<Metrics>,
-    waiters: HashMap<Hash, Vec<oneshot::Sender<Height>>>,
+    waiters: HashMap<Hash, Vec<oneshot::Sender<Result<Height, String>>>>,
     admitted_at: HashMap<Hash, Instant>,
+    sync: SyncState,
+    last_commit: Instant,
 }
 
 /// A node loop and the handle to command it.
@@ -131,22 +186,42 @@ pub fn new(driver: Driver, metrics: Arc<Metrics>) -> (NodeHandle, NodeLoop) {
             metrics,
             waiters: HashMap::new(),
             admitted_at: HashMap::new(),
+            sync: SyncState::default(),
+            last_commit: Instant::now(),
         },
     )
 }
 
 impl NodeLoop {
-    /// Runs until `shutdown` resolves or every handle is dropped. The store is flushed by
+    /// Runs until `shutdown` resolves or every handle is dropped; with `link`, over the
+    /// network, otherwise alone (a one-validator development chain). The store is flushed by
     /// RocksDB when the driver is dropped at the end.
-    pub async fn run<N: Network + Send>(
+    pub async fn run(
         mut self,
-        net: &mut N,
+        link: Option<PeerLink>,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), DriverError> {
         tokio::pin!(shutdown);
-        self.driver.start(Instant::now(), net)?;
+        // Without a network, a channel that never yields stands in for its events.
+        let (_no_events, mut events, client, serve) = match link {
+            Some(link) => (None, link.events, Some(link.client), Some(link.serve)),
+            None => {
+                let (tx, rx) = mpsc::channel(1);
+                (Some(tx), rx, None, None)
+            }
+        };
+        let mut net: Box<dyn Network + Send> = match &client {
+            Some(client) => Box::new(GossipNetwork::new(
+                client.clone(),
+                self.metrics.gossip_dropped.clone(),
+            )),
+            None => Box::new(NoPeers),
+        };
+        self.driver.start(Instant::now(), &mut *net)?;
         self.after_step();
         let mut rebroadcast = tokio::time::interval(REBROADCAST_INTERVAL);
+        let mut rebroadcast_height = None;
+        let mut probe = tokio::time::interval(SYNC_PROBE_INTERVAL);
         loop {
             let deadline = self
                 .driver
@@ -156,20 +231,155 @@ impl NodeLoop {
             tokio::select! {
                 _ = &mut shutdown => break,
                 command = self.commands.recv() => match command {
-                    Some(command) => self.handle(command, net)?,
+                    Some(command) => self.handle(command, &mut *net)?,
                     None => break,
                 },
+                Some(event) = events.recv() => {
+                    if let (Some(client), Some(serve)) = (&client, &serve) {
+                        self.handle_event(event, &mut *net, client, serve)?;
+                    }
+                }
                 _ = tokio::time::sleep_until(deadline) => {
-                    self.driver.on_time(Instant::now(), net)?;
+                    self.driver.on_time(Instant::now(), &mut *net)?;
                 }
                 _ = rebroadcast.tick() => {
-                    self.driver.rebroadcast(Instant::now(), net)?;
+                    // Only a height that made no progress since the last tick needs its
+                    // messages sent again.
+                    let height = self.driver.position().0;
+                    if rebroadcast_height == Some(height) {
+                        self.driver.rebroadcast(Instant::now(), &mut *net)?;
+                    }
+                    rebroadcast_height = Some(height);
+                }
+                _ = probe.tick() => {
+                    if let Some(client) = &client {
+                        let now = Instant::now();
+                        if now.duration_since(self.last_commit) >= SYNC_PROBE_INTERVAL {
+                            let from = self.driver.ledger().next_height()?;
+                            self.sync.ask(client, from, None, now);
+                        }
+                    }
                 }
             }
             self.after_step();
+            if let (Some(client), Some(from)) = (&client, self.driver.sync_from()) {
+                self.sync.ask(client, from, None, Instant::now());
+            }
         }
         tracing::info!(height = self.driver.position().0, "node loop stopped");
         Ok(())
+    }
+
+    fn handle_event(
+        &mut self,
+        event: Event,
+        net: &mut dyn Network,
+        client: &Client,
+        serve: &mpsc::Sender<ServeRequest>,
+    ) -> Result<(), DriverError> {
+        let now = Instant::now();
+        match event {
+            Event::Listening(_) => {}
+            Event::PeerConnected(peer) => {
+                self.sync.connected(peer);
+                self.metrics.peers.set(self.sync.peer_count() as i64);
+                // A node that was away asks the newcomer at once whether it is behind.
+                let from = self.driver.ledger().next_height()?;
+                self.sync.ask(client, from, Some(peer), now);
+            }
+            Event::PeerDisconnected(peer) => {
+                self.sync.disconnected(peer);
+                self.metrics.peers.set(self.sync.peer_count() as i64);
+            }
+            Event::Records {
+                source,
+                message_id,
+                records,
+            } => {
+                let results = self.driver.submit(records, false, now, net)?;
+                let verdict = if results
+                    .iter()
+                    .any(|r| matches!(r, Err(AdmitError::Invalid(..))))
+                {
+                    Verdict::Reject
+                } else if results.iter().any(Result::is_ok) {
+                    Verdict::Accept
+                } else {
+                    Verdict::Ignore
+                };
+                self.report(client, message_id, source, verdict);
+            }
+            Event::Consensus {
+                source,
+                message_id,
+                message,
+            } => {
+                let verdict = match message {
+                    ConsensusMessage::Proposal { proposal, block } => {
+                        self.driver.on_proposal(proposal, *block, now, net)?
+                    }
+                    ConsensusMessage::Vote(vote) => self.driver.on_vote(vote, now, net)?,
+                };
+                self.report(client, message_id, source, verdict);
+            }
+            Event::SyncRequest {
+                peer,
+                request,
+                responder,
+            } => {
+                let request = ServeRequest {
+                    peer,
+                    request,
+                    responder,
+                };
+                if serve.try_send(request).is_err() {
+                    tracing::debug!(%peer, "sync request dropped: the serving queue is full");
+                }
+            }
+            Event::SyncResponse { peer, result } => match result {
+                Ok(response) => {
+                    self.sync.answered(peer, Some(response.tip));
+                    let mut applied = 0usize;
+                    for block in response.blocks {
+                        let height = block.block.header.height;
+                        match self.driver.apply_synced(block, now, net) {
+                            Ok(true) => applied += 1,
+                            Ok(false) => {}
+                            Err(DriverError::Commit(
+                                error @ (LedgerError::Invalid { .. } | LedgerError::State { .. }),
+                            )) => {
+                                tracing::warn!(%peer, height, %error, "synced block refused");
+                                self.metrics.messages_rejected.inc();
+                                let _ =
+                                    client.penalise(peer, format!("invalid synced block: {error}"));
+                                break;
+                            }
+                            Err(other) => return Err(other),
+                        }
+                    }
+                    if applied > 0 {
+                        self.metrics.blocks_synced.inc_by(applied as u64);
+                        let next = self.driver.ledger().next_height()?;
+                        tracing::info!(%peer, applied, tip = response.tip, "blocks synced");
+                        if response.tip >= next {
+                            self.sync.ask(client, next, Some(peer), now);
+                        }
+                    }
+                }
+                Err(reason) => {
+                    self.sync.answered(peer, None);
+                    tracing::debug!(%peer, %reason, "sync request failed");
+                }
+            },
+        }
+        Ok(())
+    }
+
+    fn report(&self, client: &Client, message_id: MessageId, source: PeerId, verdict: Verdict) {
+        if verdict == Verdict::Reject {
+            self.metrics.messages_rejected.inc();
+        }
+        let _ = client.report(message_id, source, verdict);
     }
 
     fn handle(&mut self, command: Command, net: &mut dyn Network) -> Result<(), DriverError> {
@@ -182,11 +392,28 @@ impl NodeLoop {
                 }
                 let _ = reply.send(results);
             }
+            Command::SubmitChecked { record, reply } => {
+                let now = Instant::now();
+                let result = self.driver.submit_checked(*record, now, net)?;
+                if let Ok(id) = &result {
+                    self.admitted_at.insert(*id, now);
+                }
+                let _ = reply.send(result);
+            }
+            Command::Evidence { reply } => {
+                let _ = reply.send(self.driver.evidence().cloned().collect());
+            }
             Command::WaitCommitted { record_id, reply } => {
                 let stored = self.driver.ledger().store().as_ref();
+                if let crate::mempool::RecordStatus::Dropped(reason) =
+                    self.driver.mempool().status(&record_id)
+                {
+                    let _ = reply.send(Err(reason));
+                    return Ok(());
+                }
                 match branchledger_storage::ChainReader::record(stored, &record_id) {
                     Ok(Some(record)) => {
-                        let _ = reply.send(record.height);
+                        let _ = reply.send(Ok(record.height));
                     }
                     _ if self.waiters.len() < COMMIT_WAITERS_MAX => {
                         self.waiters.entry(record_id).or_default().push(reply);
@@ -215,7 +442,10 @@ impl NodeLoop {
         let validators = self.driver.ledger().validators();
         let peers = usize::try_from(self.metrics.peers.get()).unwrap_or(0);
         let reachable = peers + 1;
-        let not_committing_reason = if reachable < validators.quorum() {
+        let peer_tip = self.sync.best_tip();
+        let not_committing_reason = if peer_tip > height {
+            format!("catching up: at height {height}, peers report height {peer_tip}")
+        } else if reachable < validators.quorum() {
             format!(
                 "connected to {reachable} of {} validators (this node included); a quorum needs {}",
                 validators.len(),
@@ -235,12 +465,14 @@ impl NodeLoop {
             mempool_records: mempool.len(),
             mempool_bytes: mempool.bytes(),
             peers,
+            peer_tip,
             not_committing_reason,
         }
     }
 
     fn after_step(&mut self) {
         for committed in self.driver.take_committed() {
+            self.last_commit = Instant::now();
             self.metrics.blocks_committed.inc();
             self.metrics
                 .records_committed
@@ -256,7 +488,7 @@ impl NodeLoop {
                         .observe(now.duration_since(at).as_secs_f64());
                 }
                 for waiter in self.waiters.remove(id).unwrap_or_default() {
-                    let _ = waiter.send(committed.height);
+                    let _ = waiter.send(Ok(committed.height));
                 }
             }
             tracing::info!(
@@ -264,6 +496,12 @@ impl NodeLoop {
                 records = committed.record_ids.len(),
                 "committed block"
             );
+        }
+        for (id, reason) in self.driver.take_dropped() {
+            self.admitted_at.remove(&id);
+            for waiter in self.waiters.remove(&id).unwrap_or_default() {
+                let _ = waiter.send(Err(reason.clone()));
+            }
         }
         let (_, round) = self.driver.position();
         self.metrics.round.set(i64::from(round));
@@ -343,7 +581,7 @@ mod tests {
         let (handle, node) = new(driver, metrics.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            node.run(&mut NoPeers, async {
+            node.run(None, async {
                 let _ = stopped.await;
             })
             .await
@@ -372,9 +610,9 @@ mod tests {
                 .await
                 .expect("committed in time")
                 .expect("running");
-        assert_eq!(height, 1);
+        assert_eq!(height, Ok(1));
         // Asked again after the fact: answered from the store.
-        assert_eq!(handle.wait_committed(record.id()).await, Some(1));
+        assert_eq!(handle.wait_committed(record.id()).await, Some(Ok(1)));
         // A replay is refused as committed.
         let results = handle.submit(vec![record.clone()]).await.expect("running");
         assert!(matches!(results[0], Err(AdmitError::Committed(_, 1))));

@@ -11,6 +11,7 @@ use branchledger_types::genesis::{
 use branchledger_types::record::MeetingKind;
 use branchledger_types::BranchId;
 
+use crate::config::NodeConfig;
 use crate::home::{generate_keypair, write_key, Home, KeyRole};
 
 /// Names for the first branches of a generated network.
@@ -67,6 +68,29 @@ pub fn generate(
     validators: usize,
     branches: usize,
     genesis_time_ms: u64,
+) -> Result<Genesis> {
+    generate_with_ports(
+        out,
+        chain_id,
+        validators,
+        branches,
+        genesis_time_ms,
+        DEFAULT_BASE_PORT,
+    )
+}
+
+/// The first port a generated network uses: node `i` listens on `base + 10 i` (peer-to-peer),
+/// `+ 1` (gRPC) and `+ 2` (metrics), all on loopback.
+pub const DEFAULT_BASE_PORT: u16 = 26_600;
+
+/// [`generate`], with the ports starting at `base_port`.
+pub fn generate_with_ports(
+    out: &Path,
+    chain_id: &str,
+    validators: usize,
+    branches: usize,
+    genesis_time_ms: u64,
+    base_port: u16,
 ) -> Result<Genesis> {
     if validators == 0 || validators > branchledger_types::limits::VALIDATORS_MAX {
         bail!(
@@ -132,8 +156,30 @@ pub fn generate(
         rules: default_rules(),
     };
     genesis.validate()?;
-    for home in &homes {
+    let port = |i: usize, offset: usize| -> Result<u16> {
+        u16::try_from(usize::from(base_port) + 10 * i + offset)
+            .map_err(|_| anyhow::anyhow!("--base-port too high for {validators} nodes"))
+    };
+    for (i, home) in homes.iter().enumerate() {
         std::fs::write(home.genesis_path(), genesis.to_json() + "\n")?;
+        let mut config = NodeConfig {
+            name: format!("validator-{i}"),
+            ..NodeConfig::default()
+        };
+        config.p2p.listen = format!("/ip4/127.0.0.1/tcp/{}", port(i, 0)?);
+        config.p2p.peers = (0..validators)
+            .filter(|j| *j != i)
+            .map(|j| {
+                Ok(format!(
+                    "/ip4/127.0.0.1/tcp/{}/p2p/{}",
+                    port(j, 0)?,
+                    genesis.validators[j].peer_id
+                ))
+            })
+            .collect::<Result<_>>()?;
+        config.api.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port(i, 1)?));
+        config.metrics.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port(i, 2)?)));
+        std::fs::write(home.config_dir().join("config.toml"), config.to_toml())?;
     }
     Ok(genesis)
 }
@@ -164,6 +210,12 @@ mod tests {
             );
             let branch = read_key(&home.key_path(KeyRole::Branch), KeyRole::Branch).expect("key");
             assert_eq!(branch.public_key(), genesis.branches[i].signing_key);
+            let config = NodeConfig::load(&home.config_dir().join("config.toml")).expect("config");
+            assert_eq!(config.p2p.peers.len(), 3);
+            assert_eq!(
+                config.api.listen.port(),
+                DEFAULT_BASE_PORT + 10 * i as u16 + 1
+            );
         }
         assert!(out.join("branches").join("branch-centre.json").exists());
         // A second run into the same directory is refused, never overwriting keys.

@@ -414,7 +414,6 @@ impl EventLoop {
                 num_established,
                 ..
             } if num_established.get() == 1 => {
-                self.metrics.peers.inc();
                 tracing::info!(peer = %peer_id, "peer connected");
                 self.emit(Event::PeerConnected(peer_id)).await;
             }
@@ -423,7 +422,6 @@ impl EventLoop {
                 num_established: 0,
                 ..
             } => {
-                self.metrics.peers.dec();
                 tracing::info!(peer = %peer_id, "peer disconnected");
                 self.emit(Event::PeerDisconnected(peer_id)).await;
             }

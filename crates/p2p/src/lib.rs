@@ -26,12 +26,12 @@ use std::time::Duration;
 
 use branchledger_types::wire::{ConsensusMessage, SyncRequest, SyncResponse};
 use branchledger_types::SignedRecord;
-use libp2p::gossipsub::MessageId;
 use libp2p::request_response::ResponseChannel;
 use tokio::sync::mpsc;
 
 pub use codec::{read_frame, write_frame, SyncCodec, SYNC_PROTOCOL};
 pub use event_loop::EventLoop;
+pub use libp2p::gossipsub::MessageId;
 pub use libp2p::{Multiaddr, PeerId};
 pub use metrics::P2pMetrics;
 

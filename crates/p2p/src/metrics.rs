@@ -3,7 +3,6 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// Labels naming what kind of message was rejected and why.
@@ -37,8 +36,6 @@ pub struct P2pMetrics {
     pub connections_denied: Counter,
     /// Peers disconnected and refused for a while after too many invalid messages.
     pub peers_banned: Counter,
-    /// Connected peers.
-    pub peers: Gauge,
 }
 
 impl P2pMetrics {
@@ -74,7 +71,6 @@ impl P2pMetrics {
             "Peers disconnected for sending too many invalid messages",
             self.peers_banned.clone(),
         );
-        registry.register("peers", "Connected peers", self.peers.clone());
     }
 
     /// Counts a rejected message.

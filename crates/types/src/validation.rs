@@ -60,6 +60,15 @@ pub enum Rule {
         /// Why.
         reason: &'static str,
     },
+    /// A required value is missing.
+    Required,
+    /// A value that is not in its expected format (hex of a given length, a number in range).
+    Format {
+        /// What was expected.
+        expected: &'static str,
+        /// What was found (shortened).
+        actual: String,
+    },
 }
 
 impl fmt::Display for Rule {
@@ -80,6 +89,10 @@ impl fmt::Display for Rule {
             Rule::MustDiffer { other } => write!(f, "must differ from {other}"),
             Rule::Key { reason } => write!(f, "key refused: {reason}"),
             Rule::NotAllowed { reason } => write!(f, "not allowed: {reason}"),
+            Rule::Required => write!(f, "is required"),
+            Rule::Format { expected, actual } => {
+                write!(f, "must be {expected}, got {actual:?}")
+            }
         }
     }
 }

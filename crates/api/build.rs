@@ -1,0 +1,22 @@
+//! Generates the gRPC code from `proto/` and the descriptor set served by reflection.
+
+use std::path::PathBuf;
+
+const PROTOS: &[&str] = &[
+    "branchledger/v1/records.proto",
+    "branchledger/v1/node.proto",
+    "branchledger/v1/submit.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    let files: Vec<PathBuf> = PROTOS.iter().map(|p| root.join(p)).collect();
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out.join("branchledger_descriptor.bin"))
+        .compile_protos(&files, std::slice::from_ref(&root))?;
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! Multi-process tests of the networked node: real `branchd` processes on loopback, each with
+//! its own RocksDB store, talking libp2p to each other and gRPC to the test.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{fast_timeouts, member_joined, study, submit, Cluster};
+
+const COMMIT_WAIT_MS: u32 = 30_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_validators_commit_records_from_every_node_into_identical_chains() {
+    let mut cluster = Cluster::new(4, fast_timeouts);
+    cluster.start_all();
+    cluster.wait_connected().await;
+    let mut committed = Vec::new();
+    for i in 0..4 {
+        let member = format!("m-{i}-1");
+        let joined = submit(&cluster, i, member_joined(&member), COMMIT_WAIT_MS)
+            .await
+            .unwrap_or_else(|e| panic!("node {i}: {e}"));
+        committed.push(joined.committed.expect("joined committed").height);
+        // Without waiting: admitted at once, committed with the rest.
+        let admitted = submit(&cluster, (i + 1) % 4, member_joined(&format!("m-{i}-2")), 0)
+            .await
+            .expect("admitted");
+        assert!(admitted.committed.is_none());
+        let session = submit(&cluster, i, study(&member, 45), COMMIT_WAIT_MS)
+            .await
+            .expect("study");
+        committed.push(session.committed.expect("study committed").height);
+    }
+    let top = *committed.iter().max().expect("heights");
+    for i in 0..4 {
+        cluster
+            .wait_status(i, "the highest commit", Duration::from_secs(30), |s| {
+                s.height >= top && s.mempool_records == 0
+            })
+            .await;
+    }
+    cluster.terminate_all();
+    let reference = cluster.blocks(0);
+    assert!(reference.len() as u64 >= top);
+    for i in 1..4 {
+        assert_eq!(cluster.blocks(i), reference, "node {i} holds another chain");
+    }
+    for i in 0..4 {
+        let (ok, report) = cluster.audit(i);
+        assert!(ok, "audit of node {i} failed:\n{report}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_validator_does_not_stop_the_others_and_catches_up_when_restarted() {
+    let mut cluster = Cluster::new(4, fast_timeouts);
+    cluster.start_all();
+    cluster.wait_connected().await;
+    for i in 0..3 {
+        submit(
+            &cluster,
+            i,
+            member_joined(&format!("m-{i}")),
+            COMMIT_WAIT_MS,
+        )
+        .await
+        .expect("joined");
+    }
+    cluster.kill(3);
+    let mut last = 0;
+    for round in 0..2u32 {
+        for i in 0..3 {
+            let response = submit(
+                &cluster,
+                i,
+                study(&format!("m-{i}"), 10 + round),
+                COMMIT_WAIT_MS,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("node {i} without node 3: {e}"));
+            last = last.max(response.committed.expect("committed").height);
+        }
+    }
+    cluster.start(3);
+    cluster
+        .wait_status(3, "caught up", Duration::from_secs(60), |s| {
+            s.height >= last
+        })
+        .await;
+    // Back in consensus: a record submitted to it commits.
+    let response = submit(&cluster, 3, member_joined("m-3"), COMMIT_WAIT_MS)
+        .await
+        .expect("restarted node takes records");
+    let height = response.committed.expect("committed").height;
+    assert!(height > last);
+    for i in 0..4 {
+        cluster
+            .wait_status(i, "the last commit", Duration::from_secs(30), |s| {
+                s.height >= height
+            })
+            .await;
+    }
+    cluster.terminate_all();
+    let reference = cluster.blocks(0);
+    for i in 1..4 {
+        assert_eq!(cluster.blocks(i), reference, "node {i} holds another chain");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_of_four_down_stops_commits_without_a_fork_and_one_back_resumes_them() {
+    let mut cluster = Cluster::new(4, fast_timeouts);
+    cluster.start_all();
+    cluster.wait_connected().await;
+    let joined = submit(&cluster, 0, member_joined("m-0"), COMMIT_WAIT_MS)
+        .await
+        .expect("joined");
+    let before = joined.committed.expect("committed").height;
+    cluster.kill(2);
+    cluster.kill(3);
+    // No quorum: the record is admitted but does not commit, and the node says why.
+    let pending = submit(&cluster, 0, study("m-0", 30), 3_000)
+        .await
+        .expect("admitted");
+    assert!(pending.committed.is_none(), "committed without a quorum");
+    let status = cluster
+        .wait_status(0, "the reason", Duration::from_secs(30), |s| {
+            s.not_committing_reason.contains("quorum")
+        })
+        .await;
+    assert_eq!(status.height, before, "{status:?}");
+    assert_eq!(cluster.status(1).await.expect("node 1").height, before);
+    // One back: three of four make a quorum again and the waiting record commits.
+    cluster.start(2);
+    let status = cluster
+        .wait_status(0, "commits resumed", Duration::from_secs(60), |s| {
+            s.height > before && s.mempool_records == 0
+        })
+        .await;
+    cluster
+        .wait_status(2, "caught up", Duration::from_secs(60), |s| {
+            s.height >= status.height
+        })
+        .await;
+    cluster.terminate_all();
+    let reference = cluster.blocks(0);
+    assert!(reference.len() as u64 > before);
+    for i in 1..4 {
+        let blocks = cluster.blocks(i);
+        assert_eq!(blocks[..], reference[..blocks.len()], "node {i} forked");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_validator_chain_commits_for_development() {
+    let mut cluster = Cluster::new(1, fast_timeouts);
+    cluster.start(0);
+    cluster.wait_connected().await;
+    let joined = submit(&cluster, 0, member_joined("m-1"), COMMIT_WAIT_MS)
+        .await
+        .expect("joined");
+    let committed = joined.committed.expect("committed");
+    assert_eq!(committed.height, 1);
+    assert_eq!(committed.index, 0);
+    let session = submit(&cluster, 0, study("m-1", 60), COMMIT_WAIT_MS)
+        .await
+        .expect("study");
+    assert_eq!(session.committed.expect("committed").height, 2);
+    cluster.terminate_all();
+    assert_eq!(cluster.blocks(0).len(), 2);
+    let (ok, report) = cluster.audit(0);
+    assert!(ok, "{report}");
+}
