@@ -171,3 +171,64 @@ async fn a_one_validator_chain_commits_for_development() {
     let (ok, report) = cluster.audit(0);
     assert!(ok, "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_key_is_not_in_genesis_is_refused_at_connection_time() {
+    let mut cluster = Cluster::new(2, fast_timeouts);
+    cluster.start_all();
+    cluster.wait_connected().await;
+    // A stranger: node 1's configuration and genesis, but a node key of its own and no
+    // consensus key, dialling node 0.
+    let home = cluster.dir.path().join("stranger");
+    std::fs::create_dir_all(home.join("config")).expect("mkdir");
+    for file in ["config.toml", "genesis.json", "branch_key.json"] {
+        std::fs::copy(
+            cluster.nodes[1].home.join("config").join(file),
+            home.join("config").join(file),
+        )
+        .expect("copy");
+    }
+    let status = support::branchd()
+        .args(["keys", "generate", "--role", "node", "--out"])
+        .arg(home.join("config/node_key.json"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("keys generate");
+    assert!(status.success());
+    let genesis: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cluster.genesis_path()).expect("genesis"))
+            .expect("json");
+    let node0 = cluster.nodes[0].address(genesis["validators"][0]["peer_id"].as_str().expect("id"));
+    let log = cluster.dir.path().join("stranger.log");
+    cluster.nodes.push(support::Node::configure(
+        home,
+        log,
+        &support::free_ports(3),
+        &[node0],
+    ));
+    cluster.start(2);
+    cluster
+        .wait_status(2, "the stranger is up", Duration::from_secs(30), |_| true)
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = support::metrics(&cluster, 0).expect("metrics");
+        if support::metric(&text, "branchd_p2p_connections_denied_total") >= 1.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refusal counted:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        cluster.status(0).await.expect("node 0").peers,
+        1,
+        "only node 1"
+    );
+    cluster
+        .wait_status(2, "no peers", Duration::from_secs(30), |s| s.peers == 0)
+        .await;
+    assert!(cluster.log(0).contains("incoming connection refused"));
+}

@@ -46,6 +46,39 @@ pub struct Node {
     child: Option<Child>,
 }
 
+impl Node {
+    /// Writes the addresses of a node home's configuration: p2p, API and metrics on `ports`,
+    /// dialling `peers`.
+    pub fn configure(home: PathBuf, log: PathBuf, ports: &[u16], peers: &[String]) -> Node {
+        let config_path = home.join("config/config.toml");
+        let mut config: toml::Table = std::fs::read_to_string(&config_path)
+            .expect("config")
+            .parse()
+            .expect("toml");
+        let (p2p, api, metrics) = (ports[0], ports[1], ports[2]);
+        config["p2p"]["listen"] = format!("/ip4/127.0.0.1/tcp/{p2p}").into();
+        config["p2p"]["peers"] =
+            toml::Value::Array(peers.iter().cloned().map(toml::Value::String).collect());
+        config["api"]["listen"] = format!("127.0.0.1:{api}").into();
+        config["metrics"]["listen"] = format!("127.0.0.1:{metrics}").into();
+        config["log"]["filter"] = "info,branchd=debug".into();
+        std::fs::write(&config_path, toml::to_string(&config).expect("toml")).expect("write");
+        Node {
+            log,
+            home,
+            api: SocketAddr::from(([127, 0, 0, 1], api)),
+            metrics: SocketAddr::from(([127, 0, 0, 1], metrics)),
+            p2p_port: p2p,
+            child: None,
+        }
+    }
+
+    /// The multiaddress others dial to reach this node, given its peer id.
+    pub fn address(&self, peer_id: &str) -> String {
+        format!("/ip4/127.0.0.1/tcp/{}/p2p/{peer_id}", self.p2p_port)
+    }
+}
+
 /// Consensus timeouts short enough for tests, long enough for loaded CI machines.
 pub fn fast_timeouts(genesis: &mut serde_json::Value) {
     let consensus = &mut genesis["consensus"];
@@ -94,36 +127,12 @@ impl Cluster {
         for i in 0..validators {
             let home = out.join(format!("node{i}"));
             std::fs::write(home.join("config/genesis.json"), &genesis_text).expect("write");
-            let config_path = home.join("config/config.toml");
-            let mut config: toml::Table = std::fs::read_to_string(&config_path)
-                .expect("config")
-                .parse()
-                .expect("toml");
-            let (p2p, api, metrics) = (ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]);
-            let peers: Vec<toml::Value> = (0..validators)
+            let peers: Vec<String> = (0..validators)
                 .filter(|j| *j != i)
-                .map(|j| {
-                    toml::Value::String(format!(
-                        "/ip4/127.0.0.1/tcp/{}/p2p/{}",
-                        ports[3 * j],
-                        peer_ids[j]
-                    ))
-                })
+                .map(|j| format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", ports[3 * j], peer_ids[j]))
                 .collect();
-            config["p2p"]["listen"] = format!("/ip4/127.0.0.1/tcp/{p2p}").into();
-            config["p2p"]["peers"] = toml::Value::Array(peers);
-            config["api"]["listen"] = format!("127.0.0.1:{api}").into();
-            config["metrics"]["listen"] = format!("127.0.0.1:{metrics}").into();
-            config["log"]["filter"] = "info,branchd=debug".into();
-            std::fs::write(&config_path, toml::to_string(&config).expect("toml")).expect("write");
-            nodes.push(Node {
-                log: dir.path().join(format!("node{i}.log")),
-                home,
-                api: SocketAddr::from(([127, 0, 0, 1], api)),
-                metrics: SocketAddr::from(([127, 0, 0, 1], metrics)),
-                p2p_port: p2p,
-                child: None,
-            });
+            let log = dir.path().join(format!("node{i}.log"));
+            nodes.push(Node::configure(home, log, &ports[3 * i..3 * i + 3], &peers));
         }
         Cluster { dir, nodes }
     }
@@ -339,6 +348,30 @@ impl Drop for Cluster {
             self.kill(i);
         }
     }
+}
+
+/// Node `i`'s Prometheus metrics, if its endpoint answers.
+pub fn metrics(cluster: &Cluster, i: usize) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(cluster.nodes[i].metrics).ok()?;
+    socket.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    socket.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+/// The sum of every sample of the metric `name` (all label sets) in `text`.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// The last `lines` lines of `text`.

@@ -47,6 +47,8 @@ pub struct Metrics {
     pub gossip_dropped: Counter,
     /// Blocks applied through block sync.
     pub blocks_synced: Counter,
+    /// Evidence of misbehaviour (conflicting votes) held.
+    pub evidence: Gauge,
 }
 
 impl Default for Metrics {
@@ -70,6 +72,7 @@ impl Metrics {
             commit_latency_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             gossip_dropped: Counter::default(),
             blocks_synced: Counter::default(),
+            evidence: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -113,6 +116,11 @@ impl Metrics {
             "blocks_synced",
             "Blocks applied through block sync",
             metrics.blocks_synced.clone(),
+        );
+        registry.register(
+            "evidence",
+            "Evidence of misbehaviour (conflicting votes) held",
+            metrics.evidence.clone(),
         );
         Metrics {
             registry,

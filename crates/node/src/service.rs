@@ -506,6 +506,9 @@ impl NodeLoop {
         let (_, round) = self.driver.position();
         self.metrics.round.set(i64::from(round));
         self.metrics
+            .evidence
+            .set(self.driver.evidence().count() as i64);
+        self.metrics
             .mempool_records
             .set(self.driver.mempool().len() as i64);
         // Records dropped from the mempool are never committed: forget when they arrived.
