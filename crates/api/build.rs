@@ -4,8 +4,12 @@ use std::path::PathBuf;
 
 const PROTOS: &[&str] = &[
     "branchledger/v1/records.proto",
+    "branchledger/v1/chain.proto",
     "branchledger/v1/node.proto",
     "branchledger/v1/submit.proto",
+    "branchledger/v1/ledger.proto",
+    "branchledger/v1/progress.proto",
+    "branchledger/v1/audit.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

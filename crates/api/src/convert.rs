@@ -12,8 +12,8 @@ use branchledger_types::record::{
     Reviewer, StudyForm, StudySession,
 };
 use branchledger_types::{
-    BranchId, Date, IssueId, MeetingId, MemberId, Period, Record, RecordBody, Rule, SignedRecord,
-    ValidationError,
+    BlockHeader, BranchId, CommitCertificate, Date, IssueId, MeetingId, MemberId, Period, Record,
+    RecordBody, Rule, SignedRecord, SignedVote, ValidationError, Validator, VoteKind,
 };
 
 use crate::pb;
@@ -473,6 +473,70 @@ impl From<&SignedRecord> for pb::SignedRecord {
             co_signatures: signed.co_signatures.iter().map(Into::into).collect(),
             canonical: signed.to_bytes(),
         }
+    }
+}
+
+impl From<&BlockHeader> for pb::BlockHeader {
+    fn from(header: &BlockHeader) -> Self {
+        pb::BlockHeader {
+            block_id: header.block_id().to_hex(),
+            chain_id: header.chain_id.clone(),
+            height: header.height,
+            time_ms: header.time_ms,
+            prev_block_id: header.prev_block_id.to_hex(),
+            records_root: header.records_root.to_hex(),
+            record_count: header.record_count,
+            state_digest: header.state_digest.to_hex(),
+            proposer_index: u32::from(header.proposer_index),
+            validator_set_id: header.validator_set_id.to_hex(),
+            canonical: branchledger_types::encode(header),
+        }
+    }
+}
+
+impl From<&CommitCertificate> for pb::CommitCertificate {
+    fn from(commit: &CommitCertificate) -> Self {
+        pb::CommitCertificate {
+            height: commit.height,
+            round: commit.round,
+            block_id: commit.block_id.to_hex(),
+            signatures: commit
+                .signatures
+                .iter()
+                .map(|s| pb::CommitSignature {
+                    validator_index: u32::from(s.validator_index),
+                    signature: s.signature.to_hex(),
+                })
+                .collect(),
+            canonical: commit.to_bytes(),
+        }
+    }
+}
+
+impl From<&SignedVote> for pb::SignedVote {
+    fn from(vote: &SignedVote) -> Self {
+        pb::SignedVote {
+            height: vote.vote.height,
+            round: vote.vote.round,
+            kind: match vote.vote.kind {
+                VoteKind::Prevote => "prevote".into(),
+                VoteKind::Precommit => "precommit".into(),
+            },
+            block_id: vote.vote.block_id.map(|h| h.to_hex()).unwrap_or_default(),
+            validator_index: u32::from(vote.vote.validator_index),
+            signature: vote.signature.to_hex(),
+        }
+    }
+}
+
+/// The API view of validator `index` of genesis.
+pub fn validator_info(index: usize, validator: &Validator) -> pb::ValidatorInfo {
+    pb::ValidatorInfo {
+        index: index as u32,
+        name: validator.name.clone(),
+        branch_id: validator.branch_id.to_string(),
+        consensus_key: validator.consensus_key.to_hex(),
+        peer_id: validator.peer_id.clone(),
     }
 }
 

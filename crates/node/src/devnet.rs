@@ -1,35 +1,44 @@
-//! `branchd devnet`: a local development chain with realistic sample data.
+//! `branchd devnet`: a local 4-validator network on loopback with realistic sample data.
 //!
-//! Today it runs a single validator in one process: the sample records of four branches are
-//! signed with their branch keys, verified in batches, applied to the state rules, and
-//! committed block by block — each with a commit certificate signed by the validator — into
-//! RocksDB. Then the leaderboards are printed from the aggregates kept at commit time. The
-//! networked 4-validator demo builds on the same steps.
+//! It generates the network (`testnet` with free ports), starts one `branchd start` process
+//! per validator, waits until they are connected, signs three months of sample activity with
+//! each branch's key and submits it to the first node, waits until it is committed, prints
+//! the leaderboards and the meeting-compliance table as a peer branch sees them (through the
+//! second node's API), and keeps the network running until Ctrl-C, when it stops every node
+//! cleanly.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, Result};
-use branchledger_crypto::{Hash, Keypair, Signer};
-use branchledger_storage::{ChainReader, RocksStore};
-use branchledger_types::{
-    BranchId, CommitCertificate, CommitSignature, Date, Genesis, Record, SignedRecord, Vote,
-    VoteKind,
-};
+use anyhow::{anyhow, bail, Context, Result};
+use branchledger_api::pb;
+use branchledger_crypto::Keypair;
+use branchledger_types::{BranchId, ConsensusParams, Date, Genesis, Record, SignedRecord};
 
+use crate::cli::query::{self, Query, SpanArgs};
+use crate::cli::{Api, ApiArgs};
 use crate::home::{read_key, Home, KeyRole};
-use crate::ledger::Ledger;
-use crate::{progress, sample, testnet};
+use crate::{sample, testnet};
+
+/// Validators of the demo network.
+pub const DEVNET_VALIDATORS: usize = 4;
+/// Records per `SubmitBatch` call while loading the sample data.
+const LOAD_BATCH: usize = 1_000;
+/// Time allowed for the nodes to start and connect.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time allowed for the sample data to commit.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Arguments of `branchd devnet`.
 #[derive(clap::Args)]
 pub struct DevnetArgs {
-    /// Directory for the network's homes (default: a new temporary directory, removed at exit).
+    /// Directory for the network's homes and logs (default: a new temporary directory,
+    /// removed at exit).
     #[arg(long)]
     pub home: Option<PathBuf>,
-    /// Number of branches.
+    /// Number of branches (each of the first four runs a validator).
     #[arg(long, default_value_t = 4)]
     pub branches: usize,
     /// Members per branch.
@@ -40,10 +49,13 @@ pub struct DevnetArgs {
     pub months: u8,
     /// Most records per block.
     #[arg(long, default_value_t = 1000)]
-    pub block_records: usize,
+    pub block_records: u32,
     /// Seed of the sample data.
     #[arg(long, default_value_t = 2026)]
     pub seed: u64,
+    /// Stop the network after printing the tables instead of running until Ctrl-C.
+    #[arg(long)]
+    pub exit: bool,
 }
 
 /// Now, in Unix milliseconds.
@@ -54,10 +66,177 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// The running nodes; every one still running is stopped with SIGTERM when dropped.
+struct Network {
+    children: Vec<Child>,
+}
+
+impl Network {
+    fn stop(&mut self) -> Result<()> {
+        for child in &self.children {
+            // SIGTERM: each node flushes its store and exits.
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
+        let mut failed = Vec::new();
+        for (i, child) in self.children.iter_mut().enumerate() {
+            match child.wait() {
+                Ok(status) if status.success() => {}
+                Ok(status) => failed.push(format!("node {i} exited with {status}")),
+                Err(e) => failed.push(format!("node {i}: {e}")),
+            }
+        }
+        self.children.clear();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            bail!("{}", failed.join("; "))
+        }
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+fn api_of(home: &Path) -> Result<ApiArgs> {
+    let config = crate::config::NodeConfig::load(&home.join("config/config.toml"))?;
+    Ok(ApiArgs {
+        api: format!("http://{}", config.api.listen),
+        token: config.api.token,
+    })
+}
+
+async fn wait_connected(apis: &[ApiArgs]) -> Result<()> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    for (i, args) in apis.iter().enumerate() {
+        loop {
+            if let Ok(api) = Api::connect(args).await {
+                if let Ok(status) = api.node().status(pb::StatusRequest {}).await {
+                    if status.into_inner().peers as usize + 1 >= apis.len() {
+                        break;
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("node {i} did not start and connect within {START_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Submits every record to node 0 in batches, waiting out a full mempool; returns the ids of
+/// the admitted records and the refusals.
+async fn load(api: &Api, records: &[SignedRecord]) -> Result<(Vec<String>, Vec<String>)> {
+    let mut submit = api.submit();
+    let mut admitted = Vec::new();
+    let mut refused = Vec::new();
+    let mut pending: Vec<&SignedRecord> = records.iter().collect();
+    let deadline = Instant::now() + COMMIT_TIMEOUT;
+    while !pending.is_empty() {
+        let take = pending.len().min(LOAD_BATCH);
+        let batch: Vec<&SignedRecord> = pending.drain(..take).collect();
+        let answer = submit
+            .submit_batch(pb::SubmitBatchRequest {
+                signed_records: batch.iter().map(|r| r.to_bytes()).collect(),
+            })
+            .await
+            .map_err(crate::cli::status_error)?
+            .into_inner();
+        let mut retry = Vec::new();
+        for (record, result) in batch.into_iter().zip(answer.results) {
+            match result.outcome.as_str() {
+                "ok" | "duplicate" | "committed" => admitted.push(result.record_id),
+                // Back-pressure: send it again once the pool has room; keep the order.
+                "full" => retry.push(record),
+                _ => refused.push(format!("{}: {}", result.record_id, result.message)),
+            }
+        }
+        if !retry.is_empty() {
+            if Instant::now() > deadline {
+                bail!("the mempool stayed full for {COMMIT_TIMEOUT:?}");
+            }
+            retry.extend(pending);
+            pending = retry;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok((admitted, refused))
+}
+
+/// Waits until every admitted record is committed (or dropped, which is reported).
+async fn wait_committed(api: &Api, ids: &[String]) -> Result<Vec<String>> {
+    let mut ledger = api.ledger();
+    let deadline = Instant::now() + COMMIT_TIMEOUT;
+    let mut dropped = Vec::new();
+    let mut waiting: Vec<&String> = ids.iter().collect();
+    while let Some(id) = waiting.last() {
+        let answer = ledger
+            .get_record(pb::GetRecordRequest {
+                record_id: (*id).clone(),
+            })
+            .await
+            .map(|r| r.into_inner());
+        match answer {
+            Ok(a) if a.status == "committed" => {
+                waiting.pop();
+            }
+            Ok(a) if a.status == "dropped" => {
+                dropped.push(format!("{id}: {}", a.dropped_reason));
+                waiting.pop();
+            }
+            _ => {
+                if Instant::now() > deadline {
+                    bail!(
+                        "{} records not committed within {COMMIT_TIMEOUT:?}",
+                        waiting.len()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    Ok(dropped)
+}
+
+fn branch_keys(net: &Path, genesis: &Genesis) -> Result<BTreeMap<BranchId, Keypair>> {
+    let mut keys = BTreeMap::new();
+    for (i, branch) in genesis.branches.iter().enumerate() {
+        let path = if i < genesis.validators.len() {
+            Home::new(net.join(format!("node{i}"))).key_path(KeyRole::Branch)
+        } else {
+            net.join("branches")
+                .join(format!("{}.json", branch.branch_id))
+        };
+        keys.insert(branch.branch_id.clone(), read_key(&path, KeyRole::Branch)?);
+    }
+    Ok(keys)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn interrupted() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match terminate.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}
+
 /// Runs the demo.
 pub fn run(args: DevnetArgs) -> Result<()> {
-    if args.branches == 0 || args.branches > 8 {
-        bail!("--branches must be in 1..=8");
+    if args.branches < DEVNET_VALIDATORS || args.branches > 8 {
+        bail!("--branches must be in {DEVNET_VALIDATORS}..=8");
     }
     if args.months == 0 || args.months > 24 {
         bail!("--months must be in 1..=24");
@@ -73,246 +252,148 @@ pub fn run(args: DevnetArgs) -> Result<()> {
         }
     };
     let net = root.join("net");
-    let genesis = testnet::generate(
+    let genesis = testnet::generate_with(
         &net,
-        "branchledger-devnet",
-        1,
-        args.branches,
-        now_ms().saturating_sub(1_000),
+        &testnet::TestnetOptions {
+            chain_id: "branchledger-devnet".into(),
+            validators: DEVNET_VALIDATORS,
+            branches: args.branches,
+            genesis_time_ms: now_ms().saturating_sub(1_000),
+            ports: testnet::Ports::Free,
+            consensus: ConsensusParams {
+                max_block_records: args.block_records,
+                ..ConsensusParams::default()
+            },
+        },
     )?;
-    let home = Home::new(net.join("node0"));
-    let consensus_key = read_key(&home.key_path(KeyRole::Consensus), KeyRole::Consensus)?;
-    let mut branch_keys: BTreeMap<BranchId, Keypair> = BTreeMap::new();
-    for (i, branch) in genesis.branches.iter().enumerate() {
-        let path = if i == 0 {
-            home.key_path(KeyRole::Branch)
-        } else {
-            net.join("branches")
-                .join(format!("{}.json", branch.branch_id))
-        };
-        branch_keys.insert(branch.branch_id.clone(), read_key(&path, KeyRole::Branch)?);
-    }
-    let store = Arc::new(RocksStore::open(&home.data_dir().join("store"))?);
     println!(
-        "devnet: chain {} with 1 validator and {} branches in {}",
+        "devnet: chain {} with {DEVNET_VALIDATORS} validators and {} branches in {}",
         genesis.chain_id,
         genesis.branches.len(),
         root.display()
     );
-
-    let today = Date::from_unix_ms(now_ms());
-    let spec = sample::SampleSpec {
-        members_per_branch: args.members_per_branch,
-        months: args.months,
-        today,
-        seed: args.seed,
+    let exe = std::env::current_exe().context("finding the branchd binary")?;
+    let mut network = Network {
+        children: Vec::new(),
     };
-    let branch_ids: Vec<BranchId> = genesis
-        .branches
-        .iter()
-        .map(|b| b.branch_id.clone())
-        .collect();
-    let records = sample::generate(&genesis.chain_id, &branch_ids, &spec);
-    let sign = |mut record: Record| -> Result<SignedRecord> {
-        record.created_at_ms = now_ms();
-        let key = branch_keys
-            .get(&record.branch_id)
-            .ok_or_else(|| anyhow!("no key for branch {}", record.branch_id))?;
-        Ok(record.sign(key))
-    };
-    let signed: Vec<SignedRecord> = records.into_iter().map(sign).collect::<Result<_>>()?;
-
-    let started = Instant::now();
-    let mut chain = Chain {
-        ledger: Ledger::new(Arc::new(genesis.clone()), store.clone()),
-        consensus_key: &consensus_key,
-    };
-    let mut committed = 0usize;
-    let mut rejected = Vec::new();
-    for chunk in signed.chunks(args.block_records.max(1)) {
-        let (accepted, refused) = chain.commit(chunk)?;
-        committed += accepted;
-        rejected.extend(refused);
+    let mut apis = Vec::new();
+    for i in 0..DEVNET_VALIDATORS {
+        let home = net.join(format!("node{i}"));
+        let log = std::fs::File::create(root.join(format!("node{i}.log")))?;
+        let child = Command::new(&exe)
+            .args(["start", "--home"])
+            .arg(&home)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting node {i}"))?;
+        network.children.push(child);
+        apis.push(api_of(&home)?);
+        println!(
+            "devnet: node {i} gRPC {} (log {}/node{i}.log)",
+            apis[i].api,
+            root.display()
+        );
     }
-    // A correction: the first study session was recorded at twice its length.
-    if let Some(target) = signed
-        .iter()
-        .find(|r| r.record.body.kind() == branchledger_types::RecordKind::StudySession)
-    {
-        if let Some(correction) = sample::correction(
-            &genesis.chain_id,
-            &target.record.branch_id,
-            &target.record,
-            u64::MAX,
-        ) {
-            let (accepted, refused) = chain.commit(&[sign(correction)?])?;
-            committed += accepted;
-            rejected.extend(refused);
-        }
-    }
-    let elapsed = started.elapsed();
-    let tip = store
-        .tip()?
-        .ok_or_else(|| anyhow!("no block was committed"))?;
-    println!(
-        "devnet: committed {committed} records in {} blocks ({:.0} records/s); {} refused by the state rules",
-        tip.height,
-        committed as f64 / elapsed.as_secs_f64().max(1e-9),
-        rejected.len()
-    );
-    for (record_id, reason) in rejected.iter().take(5) {
-        println!("  refused {record_id}: {reason}");
-    }
-    print_tables(store.as_ref(), &genesis, &sample::periods(&spec))?;
-    Ok(())
-}
-
-/// Builds, certifies and stores blocks for a single-validator chain.
-struct Chain<'a> {
-    ledger: Ledger,
-    consensus_key: &'a Keypair,
-}
-
-impl Chain<'_> {
-    /// Commits the records of `candidates` that pass the state rules as one block; returns
-    /// how many were committed and why the others were refused.
-    fn commit(&mut self, candidates: &[SignedRecord]) -> Result<(usize, Vec<(Hash, String)>)> {
-        let genesis = self.ledger.genesis();
-        branchledger_verifier::verify_records_batch(genesis, candidates)
-            .map_err(|e| anyhow!("sample records failed verification: {e}"))?;
-        let height = self.ledger.next_height()?;
-        let proposer = self.ledger.validators().proposer(height, 0);
-        let built = self.ledger.build_block(candidates, now_ms(), proposer)?;
-        if built.block.records.is_empty() {
-            return Ok((0, built.refused));
-        }
-        let block_id = built.block.id();
-        let vote = Vote {
-            height,
-            round: 0,
-            kind: VoteKind::Precommit,
-            block_id: Some(block_id),
-            validator_index: 0,
+    let keys = branch_keys(&net, &genesis)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        wait_connected(&apis).await?;
+        let today = Date::from_unix_ms(now_ms());
+        let spec = sample::SampleSpec {
+            members_per_branch: args.members_per_branch,
+            months: args.months,
+            today,
+            seed: args.seed,
         };
-        let signature = self
-            .consensus_key
-            .sign(&vote.signing_message(&genesis.chain_id));
-        let certificate = CommitCertificate {
-            height,
-            round: 0,
-            block_id,
-            signatures: vec![CommitSignature {
-                validator_index: 0,
-                signature,
-            }],
+        let branch_ids: Vec<BranchId> = genesis.branches.iter().map(|b| b.branch_id.clone()).collect();
+        let sign = |mut record: Record| -> Result<SignedRecord> {
+            record.created_at_ms = now_ms();
+            let key = keys
+                .get(&record.branch_id)
+                .ok_or_else(|| anyhow!("no key for branch {}", record.branch_id))?;
+            Ok(record.sign(key))
         };
-        let count = built.block.records.len();
-        self.ledger.commit(built.block, certificate, &built.delta)?;
-        Ok((count, built.refused))
-    }
-}
-
-fn print_tables(
-    store: &RocksStore,
-    genesis: &Genesis,
-    periods: &[branchledger_types::Period],
-) -> Result<()> {
-    let span = match (periods.first(), periods.last()) {
-        (Some(first), Some(last)) => format!("{first} to {last}"),
-        _ => String::new(),
-    };
-    println!(
-        "\nStudy leaderboard, {span} (target {} min per member per month)",
-        genesis.rules.study.minutes_per_member_per_month
-    );
-    println!(
-        "{:<4} {:<16} {:>8} {:>9} {:>9} {:>10} {:>8}",
-        "rank", "branch", "members", "sessions", "hours", "h/member", "target"
-    );
-    for (rank, row) in progress::study_leaderboard(store, genesis, periods)?
-        .iter()
-        .enumerate()
-    {
-        println!(
-            "{:<4} {:<16} {:>8} {:>9} {:>9.1} {:>10.1} {:>7.0}%",
-            rank + 1,
-            row.branch_id.as_str(),
-            row.active_members,
-            row.sessions,
-            row.minutes as f64 / 60.0,
-            row.hours_per_member,
-            row.target_ratio * 100.0
-        );
-    }
-    if let Some(period) = periods.last() {
-        println!(
-            "\nDues for {period} (expected {} per active member)",
-            genesis.rules.dues_minor_per_month
-        );
-        println!(
-            "{:<16} {:>9} {:>10} {:>10} {:>12}",
-            "branch", "payments", "paid", "expected", "outstanding"
-        );
-        for row in progress::dues(store, genesis, *period)? {
-            println!(
-                "{:<16} {:>9} {:>10} {:>10} {:>12}",
-                row.branch_id.as_str(),
-                row.payments,
-                row.paid_minor,
-                row.expected_minor,
-                row.outstanding_minor
-            );
-        }
-    }
-    let rows = progress::meeting_compliance(store, genesis, periods)?;
-    println!(
-        "\nMeeting compliance: spans met / spans (rules: {})",
-        genesis
-            .rules
-            .meetings
+        let mut signed: Vec<SignedRecord> = sample::generate(&genesis.chain_id, &branch_ids, &spec)
+            .into_iter()
+            .map(sign)
+            .collect::<Result<_>>()?;
+        // A correction: the first study session was recorded at twice its length.
+        if let Some(target) = signed
             .iter()
-            .map(
-                |r| format!("{} >= {} per {:?}", r.kind.as_str(), r.at_least, r.per).to_lowercase()
-            )
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    print!("{:<16}", "branch");
-    for rule in &genesis.rules.meetings {
-        print!(" {:>16}", rule.kind.as_str());
-    }
-    println!();
-    for branch in &genesis.branches {
-        print!("{:<16}", branch.branch_id.as_str());
-        for rule in &genesis.rules.meetings {
-            let spans: Vec<&progress::ComplianceRow> = rows
-                .iter()
-                .filter(|r| r.branch_id == branch.branch_id && r.kind == rule.kind)
-                .collect();
-            let met = spans.iter().filter(|r| r.met()).count();
-            let cell = format!(
-                "{met}/{}{}",
-                spans.len(),
-                if met < spans.len() { " !" } else { "" }
-            );
-            print!(" {cell:>16}");
+            .find(|r| r.record.body.kind() == branchledger_types::RecordKind::StudySession)
+            .cloned()
+        {
+            if let Some(correction) = sample::correction(
+                &genesis.chain_id,
+                &target.record.branch_id,
+                &target.record,
+                u64::MAX,
+            ) {
+                signed.push(sign(correction)?);
+            }
         }
-        println!();
-    }
-    println!("\nIssue pool");
-    println!(
-        "{:<16} {:>7} {:>8} {:>9}",
-        "branch", "raised", "claimed", "resolved"
-    );
-    for branch in &genesis.branches {
-        let stats = branchledger_state::read::branch_stats(store, &branch.branch_id)?;
+        let started = Instant::now();
+        let node0 = Api::connect(&apis[0]).await?;
+        let (admitted, mut refused) = load(&node0, &signed).await?;
+        refused.extend(wait_committed(&node0, &admitted).await?);
+        let elapsed = started.elapsed();
+        let status = node0
+            .node()
+            .status(pb::StatusRequest {})
+            .await
+            .map_err(crate::cli::status_error)?
+            .into_inner();
         println!(
-            "{:<16} {:>7} {:>8} {:>9}",
-            branch.branch_id.as_str(),
-            stats.issues_raised,
-            stats.issues_claimed,
-            stats.issues_resolved
+            "devnet: committed {} records in {} blocks ({:.0} records/s); {} refused by the state rules",
+            admitted.len() - refused.len().min(admitted.len()),
+            status.height,
+            admitted.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+            refused.len()
         );
-    }
+        for reason in refused.iter().take(5) {
+            println!("  refused {reason}");
+        }
+        // The tables, as a peer branch sees them from its own node.
+        let periods = sample::periods(&spec);
+        let span = SpanArgs {
+            from: periods.first().map(ToString::to_string),
+            to: periods.last().map(ToString::to_string),
+        };
+        let peer = &apis[1];
+        println!("\nStudy leaderboard, {} to {} (as {} sees it)", span.from.clone().unwrap_or_default(), span.to.clone().unwrap_or_default(), genesis.branches[1].branch_id);
+        query::run(peer, &Query::Leaderboard { span: span.clone() }, false).await?;
+        println!("\nDues for {}", span.to.clone().unwrap_or_default());
+        query::run(
+            peer,
+            &Query::Dues {
+                branch: None,
+                per_member: false,
+                span: SpanArgs {
+                    from: span.to.clone(),
+                    to: None,
+                },
+            },
+            false,
+        )
+        .await?;
+        println!("\nMeeting compliance");
+        query::run(peer, &Query::Compliance { branch: None, span: span.clone() }, false).await?;
+        println!("\nIssue pool");
+        query::run(peer, &Query::IssueLeaderboard, false).await?;
+        if args.exit {
+            return Ok(());
+        }
+        println!(
+            "\ndevnet: running; try `branchd query leaderboard --api {}` or `branchd status --api {}`; Ctrl-C stops every node",
+            peer.api, apis[0].api
+        );
+        interrupted().await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    network.stop()?;
+    println!("devnet: every node stopped cleanly");
     Ok(())
 }

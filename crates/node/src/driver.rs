@@ -657,6 +657,9 @@ impl Driver {
             .ledger
             .build_block(&candidates, self.now_ms(now), proposer)?;
         let block_id = built.block.id();
+        for (record_id, reason) in &built.refused {
+            tracing::debug!(%record_id, %reason, height, "record left out of the proposal");
+        }
         self.deltas.insert(block_id, built.delta);
         self.blocks.insert(block_id, built.block);
         self.queue.push_back(Input::ProposeValue {

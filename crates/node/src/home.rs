@@ -32,6 +32,15 @@ pub enum KeyRole {
 }
 
 impl KeyRole {
+    /// The role's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyRole::Node => "node",
+            KeyRole::Consensus => "consensus",
+            KeyRole::Branch => "branch",
+        }
+    }
+
     /// The file name under `config/`.
     pub fn file_name(self) -> &'static str {
         match self {

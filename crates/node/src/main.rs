@@ -5,10 +5,12 @@
 //! them, the disk, the network and the operator.
 
 mod api;
+mod cli;
 mod config;
 mod devnet;
 mod driver;
 mod home;
+mod init;
 mod ledger;
 mod mempool;
 mod metrics;
@@ -16,7 +18,6 @@ mod peers;
 mod progress;
 mod safety_file;
 mod sample;
-#[allow(dead_code)] // the handle is served by the gRPC API once it is wired in
 mod service;
 mod start;
 mod testnet;
@@ -41,8 +42,71 @@ struct Cli {
 enum Command {
     /// Run a local demo chain with realistic sample data and print the leaderboards.
     Devnet(devnet::DevnetArgs),
+    /// Create a node home: configuration, node, consensus and branch keys, data directory.
+    Init {
+        /// The node home to create.
+        #[arg(long, env = "BRANCHD_HOME")]
+        home: PathBuf,
+        /// This node's name.
+        #[arg(long, default_value = "branchd")]
+        name: String,
+        /// A genesis file to copy into the home.
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+    },
     /// Run a node.
     Start(start::StartArgs),
+    /// Show a running node's status.
+    Status {
+        #[command(flatten)]
+        api: cli::ApiArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Submit one record, signed by the node's branch.
+    Submit {
+        /// The record kind.
+        #[arg(value_enum)]
+        kind: cli::fields::RecordKindArg,
+        #[command(flatten)]
+        fields: Box<cli::fields::RecordFields>,
+        /// Do not wait for the commit.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        api: cli::ApiArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import records from a CSV file (header: `kind` and record fields).
+    Import(cli::import::ImportArgs),
+    /// Ask a running node: leaderboards, study, dues, meetings, issues, records, blocks.
+    Query {
+        #[command(subcommand)]
+        query: cli::query::Query,
+        #[command(flatten)]
+        api: cli::ApiArgs,
+        /// Print JSON.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// Delete the node's store (it syncs again from peers); the safety state stays.
+    Reset {
+        /// The node home.
+        #[arg(long, env = "BRANCHD_HOME")]
+        home: PathBuf,
+        /// Confirm.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Generate genesis, keys and node homes for an N-node local network.
     Testnet {
         /// Number of validators.
@@ -187,7 +251,48 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Devnet(args) => devnet::run(args),
+        Command::Init {
+            home,
+            name,
+            genesis,
+        } => init::init(&home, &name, genesis.as_deref()),
         Command::Start(args) => start::run(args),
+        Command::Status { api, json } => cli::run(cli::status(&api, json)),
+        Command::Submit {
+            kind,
+            fields,
+            no_wait,
+            api,
+            json,
+        } => cli::run(cli::submit(&api, kind, &fields, !no_wait, json)),
+        Command::Import(args) => {
+            let summary = cli::run(cli::import::run(&args))?;
+            cli::import::print(&summary, args.json)?;
+            if !summary.rejected.is_empty() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Query { query, api, json } => cli::run(cli::query::run(&api, &query, json)),
+        Command::Reset { home, yes } => {
+            if !yes {
+                anyhow::bail!(
+                    "this deletes {}/data/store: confirm with --yes",
+                    home.display()
+                );
+            }
+            init::reset(&home)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "branchd",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
         Command::Testnet {
             validators,
             branches,
@@ -195,13 +300,16 @@ fn main() -> Result<()> {
             out,
             base_port,
         } => {
-            let genesis = testnet::generate_with_ports(
+            let genesis = testnet::generate_with(
                 &out,
-                &chain_id,
-                validators,
-                branches.unwrap_or(validators),
-                devnet::now_ms(),
-                base_port,
+                &testnet::TestnetOptions {
+                    chain_id,
+                    validators,
+                    branches: branches.unwrap_or(validators),
+                    genesis_time_ms: devnet::now_ms(),
+                    ports: testnet::Ports::Base(base_port),
+                    consensus: Default::default(),
+                },
             )?;
             println!(
                 "wrote {} node homes and genesis {} to {}",

@@ -217,6 +217,11 @@ impl Mempool {
         })
     }
 
+    /// A pending record.
+    pub fn get(&self, id: &Hash) -> Option<&SignedRecord> {
+        self.entries.get(id).map(|entry| &entry.record)
+    }
+
     /// What the pool knows of a record.
     pub fn status(&self, id: &Hash) -> RecordStatus {
         if self.entries.contains_key(id) {

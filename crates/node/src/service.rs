@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use branchledger_crypto::Hash;
 use branchledger_types::{Evidence, Height, SignedRecord};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use branchledger_p2p::{Client, Event, MessageId, PeerId};
 use branchledger_types::wire::ConsensusMessage;
 
 use crate::driver::{Driver, DriverError, Network, Outbound, SubmitError, Verdict};
 use crate::ledger::LedgerError;
-use crate::mempool::AdmitError;
+use crate::mempool::{AdmitError, RecordStatus};
 use crate::metrics::Metrics;
 use crate::peers::{GossipNetwork, ServeRequest, SyncState, SYNC_PROBE_INTERVAL};
 
@@ -53,6 +53,13 @@ pub enum Command {
         /// Sent the height when committed, or why the record was dropped (the sender is
         /// dropped if the node stops first or too many clients wait).
         reply: oneshot::Sender<Result<Height, String>>,
+    },
+    /// What the mempool knows of a record, with the record if pending.
+    RecordStatus {
+        /// The record.
+        record_id: Hash,
+        /// The answer.
+        reply: oneshot::Sender<(RecordStatus, Option<SignedRecord>)>,
     },
     /// Evidence of misbehaviour seen, most recent last.
     Evidence {
@@ -105,10 +112,15 @@ pub struct PeerLink {
     pub serve: mpsc::Sender<ServeRequest>,
 }
 
+/// Committed heights announced to block streams; a stream that falls this far behind is
+/// told to resume from the store.
+pub const COMMITTED_ANNOUNCEMENTS: usize = 1_024;
+
 /// A handle to send commands to a running node.
 #[derive(Clone)]
 pub struct NodeHandle {
     commands: mpsc::Sender<Command>,
+    committed: broadcast::Sender<Height>,
 }
 
 impl NodeHandle {
@@ -133,6 +145,24 @@ impl NodeHandle {
                 record: Box::new(record),
                 reply,
             })
+            .await
+            .ok()?;
+        answer.await.ok()
+    }
+
+    /// Heights as they commit.
+    pub fn subscribe(&self) -> broadcast::Receiver<Height> {
+        self.committed.subscribe()
+    }
+
+    /// What the mempool knows of a record; `None` if the node has stopped.
+    pub async fn record_status(
+        &self,
+        record_id: Hash,
+    ) -> Option<(RecordStatus, Option<SignedRecord>)> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::RecordStatus { record_id, reply })
             .await
             .ok()?;
         answer.await.ok()
@@ -167,6 +197,7 @@ impl NodeHandle {
 /// The node loop, before it runs.
 pub struct NodeLoop {
     driver: Driver,
+    committed: broadcast::Sender<Height>,
     commands: mpsc::Receiver<Command>,
     metrics: Arc<Metrics>,
     waiters: HashMap<Hash, Vec<oneshot::Sender<Result<Height, String>>>>,
@@ -178,10 +209,15 @@ pub struct NodeLoop {
 /// A node loop and the handle to command it.
 pub fn new(driver: Driver, metrics: Arc<Metrics>) -> (NodeHandle, NodeLoop) {
     let (sender, receiver) = mpsc::channel(COMMAND_QUEUE);
+    let (committed, _) = broadcast::channel(COMMITTED_ANNOUNCEMENTS);
     (
-        NodeHandle { commands: sender },
+        NodeHandle {
+            commands: sender,
+            committed: committed.clone(),
+        },
         NodeLoop {
             driver,
+            committed,
             commands: receiver,
             metrics,
             waiters: HashMap::new(),
@@ -400,14 +436,16 @@ impl NodeLoop {
                 }
                 let _ = reply.send(result);
             }
+            Command::RecordStatus { record_id, reply } => {
+                let mempool = self.driver.mempool();
+                let _ = reply.send((mempool.status(&record_id), mempool.get(&record_id).cloned()));
+            }
             Command::Evidence { reply } => {
                 let _ = reply.send(self.driver.evidence().cloned().collect());
             }
             Command::WaitCommitted { record_id, reply } => {
                 let stored = self.driver.ledger().store().as_ref();
-                if let crate::mempool::RecordStatus::Dropped(reason) =
-                    self.driver.mempool().status(&record_id)
-                {
+                if let RecordStatus::Dropped(reason) = self.driver.mempool().status(&record_id) {
                     let _ = reply.send(Err(reason));
                     return Ok(());
                 }
@@ -496,6 +534,8 @@ impl NodeLoop {
                 records = committed.record_ids.len(),
                 "committed block"
             );
+            // No subscriber is fine.
+            let _ = self.committed.send(committed.height);
         }
         for (id, reason) in self.driver.take_dropped() {
             self.admitted_at.remove(&id);
@@ -515,7 +555,7 @@ impl NodeLoop {
         if self.admitted_at.len() > self.driver.mempool().len() + 10_000 {
             let mempool = self.driver.mempool();
             self.admitted_at
-                .retain(|id, _| mempool.status(id) == crate::mempool::RecordStatus::Pending);
+                .retain(|id, _| mempool.status(id) == RecordStatus::Pending);
         }
     }
 }

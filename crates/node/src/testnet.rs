@@ -59,9 +59,40 @@ pub fn default_rules() -> Rules {
     }
 }
 
+/// The first port a generated network uses: node `i` listens on `base + 10 i` (peer-to-peer),
+/// `+ 1` (gRPC) and `+ 2` (metrics), all on loopback.
+pub const DEFAULT_BASE_PORT: u16 = 26_600;
+
+/// Where a generated network's nodes listen, all on loopback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ports {
+    /// Node `i` on `base + 10 i` (peer-to-peer), `+ 1` (gRPC), `+ 2` (metrics).
+    Base(u16),
+    /// Ports the operating system reports free now (for a network started at once).
+    Free,
+}
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct TestnetOptions {
+    /// The chain id.
+    pub chain_id: String,
+    /// Validators (one node home each).
+    pub validators: usize,
+    /// Branches, at least one per validator.
+    pub branches: usize,
+    /// Genesis time, Unix milliseconds.
+    pub genesis_time_ms: u64,
+    /// Where the nodes listen.
+    pub ports: Ports,
+    /// Consensus parameters.
+    pub consensus: ConsensusParams,
+}
+
 /// Creates `out/node0 … out/node{validators-1}`, each a full node home with its own three
-/// keys and the shared genesis. With `branches > validators`, the extra branches' keys are
-/// written to `out/branches/` (their operators submit pre-signed records).
+/// keys and the shared genesis, on the default ports. With `branches > validators`, the extra
+/// branches' keys are written to `out/branches/` (their operators submit pre-signed records).
+#[cfg(test)]
 pub fn generate(
     out: &Path,
     chain_id: &str,
@@ -69,29 +100,49 @@ pub fn generate(
     branches: usize,
     genesis_time_ms: u64,
 ) -> Result<Genesis> {
-    generate_with_ports(
+    generate_with(
         out,
-        chain_id,
-        validators,
-        branches,
-        genesis_time_ms,
-        DEFAULT_BASE_PORT,
+        &TestnetOptions {
+            chain_id: chain_id.to_owned(),
+            validators,
+            branches,
+            genesis_time_ms,
+            ports: Ports::Base(DEFAULT_BASE_PORT),
+            consensus: ConsensusParams::default(),
+        },
     )
 }
 
-/// The first port a generated network uses: node `i` listens on `base + 10 i` (peer-to-peer),
-/// `+ 1` (gRPC) and `+ 2` (metrics), all on loopback.
-pub const DEFAULT_BASE_PORT: u16 = 26_600;
+fn port_plan(ports: Ports, validators: usize) -> Result<Vec<u16>> {
+    match ports {
+        Ports::Base(base) => (0..validators)
+            .flat_map(|i| (0..3).map(move |offset| (i, offset)))
+            .map(|(i, offset)| {
+                u16::try_from(usize::from(base) + 10 * i + offset)
+                    .map_err(|_| anyhow::anyhow!("--base-port too high for {validators} nodes"))
+            })
+            .collect(),
+        Ports::Free => {
+            // Hold every listener until all are chosen, so no port is handed out twice.
+            let listeners = (0..3 * validators)
+                .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            listeners
+                .iter()
+                .map(|l| Ok(l.local_addr()?.port()))
+                .collect()
+        }
+    }
+}
 
-/// [`generate`], with the ports starting at `base_port`.
-pub fn generate_with_ports(
-    out: &Path,
-    chain_id: &str,
-    validators: usize,
-    branches: usize,
-    genesis_time_ms: u64,
-    base_port: u16,
-) -> Result<Genesis> {
+/// [`generate`] with every option.
+pub fn generate_with(out: &Path, options: &TestnetOptions) -> Result<Genesis> {
+    let (chain_id, validators, branches, genesis_time_ms) = (
+        options.chain_id.as_str(),
+        options.validators,
+        options.branches,
+        options.genesis_time_ms,
+    );
     if validators == 0 || validators > branchledger_types::limits::VALIDATORS_MAX {
         bail!(
             "--validators must be in 1..={}",
@@ -152,14 +203,12 @@ pub fn generate_with_ports(
         genesis_time_ms,
         validators: validator_list,
         branches: branch_list,
-        consensus: ConsensusParams::default(),
+        consensus: options.consensus.clone(),
         rules: default_rules(),
     };
     genesis.validate()?;
-    let port = |i: usize, offset: usize| -> Result<u16> {
-        u16::try_from(usize::from(base_port) + 10 * i + offset)
-            .map_err(|_| anyhow::anyhow!("--base-port too high for {validators} nodes"))
-    };
+    let plan = port_plan(options.ports, validators)?;
+    let port = |i: usize, offset: usize| -> Result<u16> { Ok(plan[3 * i + offset]) };
     for (i, home) in homes.iter().enumerate() {
         std::fs::write(home.genesis_path(), genesis.to_json() + "\n")?;
         let mut config = NodeConfig {

@@ -1,5 +1,6 @@
-//! The README's run command, shortened: `branchd devnet` commits the sample data to a
-//! RocksDB chain and prints the leaderboards from the aggregates.
+//! The README's run command, shortened: `branchd devnet` starts four validators as separate
+//! processes, loads the sample data through the first node's API, prints the leaderboards
+//! from another node's, and stops every node cleanly.
 
 use std::process::Command;
 
@@ -15,6 +16,7 @@ fn devnet_commits_sample_data_and_prints_leaderboards() {
             "2",
             "--block-records",
             "50",
+            "--exit",
             "--home",
         ])
         .arg(home.path())
@@ -42,6 +44,10 @@ fn devnet_commits_sample_data_and_prints_leaderboards() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no block count in {summary}"));
     assert!(blocks >= 3, "{summary}");
+    assert!(
+        stdout.contains("devnet: every node stopped cleanly"),
+        "{stdout}"
+    );
     for heading in [
         "Study leaderboard",
         "Dues for",
@@ -147,5 +153,5 @@ fn devnet_refuses_bad_arguments_with_a_clear_error() {
         .output()
         .expect("run branchd devnet");
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--branches must be in 1..=8"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--branches must be in 4..=8"));
 }

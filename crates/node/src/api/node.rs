@@ -51,13 +51,7 @@ impl pb::node_server::Node for NodeService {
                 .validators
                 .iter()
                 .enumerate()
-                .map(|(index, v)| pb::ValidatorInfo {
-                    index: index as u32,
-                    name: v.name.clone(),
-                    branch_id: v.branch_id.to_string(),
-                    consensus_key: v.consensus_key.to_hex(),
-                    peer_id: v.peer_id.clone(),
-                })
+                .map(|(index, v)| branchledger_api::convert::validator_info(index, v))
                 .collect(),
             quorum: validators.quorum() as u32,
             version: env!("CARGO_PKG_VERSION").into(),

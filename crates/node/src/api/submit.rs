@@ -10,7 +10,7 @@ use branchledger_types::{Record, Rule, SignedRecord, ValidationError};
 use tonic::{Request, Response, Status};
 
 use super::{
-    internal, stopping, ApiContext, SUBMIT_BATCH_RECORDS_MAX, WAIT_TIMEOUT_DEFAULT,
+    internal, invalid, stopping, ApiContext, SUBMIT_BATCH_RECORDS_MAX, WAIT_TIMEOUT_DEFAULT,
     WAIT_TIMEOUT_MAX,
 };
 use crate::driver::SubmitError;
@@ -18,11 +18,6 @@ use crate::mempool::AdmitError;
 
 /// The `Submit` service.
 pub struct SubmitService(pub Arc<ApiContext>);
-
-/// An INVALID_ARGUMENT naming the field and the rule.
-pub fn invalid(error: ValidationError) -> Status {
-    Status::invalid_argument(error.to_string())
-}
 
 /// The status for a record the node did not take.
 pub fn submit_status(error: &SubmitError) -> Status {

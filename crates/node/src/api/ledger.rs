@@ -1,0 +1,346 @@
+//! `branchledger.v1.Ledger`: blocks, records and the record indices.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use branchledger_api::{convert, pb};
+use branchledger_crypto::Hash;
+use branchledger_state::{keys, read};
+use branchledger_storage::{ChainReader, IndexEntry, Page, RocksStore};
+use branchledger_types::{BlockHeader, Height, RecordKind, ValidationError};
+use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{
+    blocking, internal, invalid, next_token, page_size, page_token, stopping, ApiContext,
+    BLOCK_STREAMS_MAX,
+};
+use crate::mempool::RecordStatus;
+
+/// Block events waiting for a slow stream client.
+const STREAM_QUEUE: usize = 64;
+
+/// The `Ledger` service.
+pub struct LedgerService {
+    context: Arc<ApiContext>,
+    streams: Arc<Semaphore>,
+}
+
+impl LedgerService {
+    /// The service over `context`.
+    pub fn new(context: Arc<ApiContext>) -> LedgerService {
+        LedgerService {
+            context,
+            streams: Arc::new(Semaphore::new(BLOCK_STREAMS_MAX)),
+        }
+    }
+}
+
+/// Parses a hex hash field.
+pub fn hash_field(field: &str, text: &str) -> Result<Hash, Status> {
+    if text.is_empty() {
+        return Err(invalid(ValidationError::new(
+            field,
+            branchledger_types::Rule::Required,
+        )));
+    }
+    convert::hash(field, text).map_err(invalid)
+}
+
+/// Checks an identifier field (member, branch) against the identifier rule.
+pub fn ident_field(field: &str, text: &str) -> Result<(), Status> {
+    branchledger_types::ids::check_ident(field, text).map_err(invalid)
+}
+
+fn header_at(store: &RocksStore, height: Height) -> Result<BlockHeader, Status> {
+    store
+        .header(height)
+        .map_err(internal)?
+        .ok_or_else(|| internal(format!("block {height} is indexed but not stored")))
+}
+
+/// The records an index page points to, with where each is.
+fn records_of(store: &RocksStore, page: Page<IndexEntry>) -> Result<pb::RecordPage, Status> {
+    let mut headers: BTreeMap<Height, BlockHeader> = BTreeMap::new();
+    let mut records = Vec::with_capacity(page.items.len());
+    for entry in page.items {
+        let stored = store
+            .record(&entry.record_id)
+            .map_err(internal)?
+            .ok_or_else(|| internal(format!("indexed record {} is not stored", entry.record_id)))?;
+        if let std::collections::btree_map::Entry::Vacant(slot) = headers.entry(stored.height) {
+            slot.insert(header_at(store, stored.height)?);
+        }
+        let header = &headers[&stored.height];
+        records.push(pb::CommittedRecord {
+            record: Some(pb::SignedRecord::from(&stored.record)),
+            location: Some(pb::RecordLocation {
+                height: stored.height,
+                index: stored.index,
+                block_id: header.block_id().to_hex(),
+                time_ms: header.time_ms,
+            }),
+        });
+    }
+    Ok(pb::RecordPage {
+        records,
+        next_page_token: next_token(page.next_after),
+    })
+}
+
+fn block_event(store: &RocksStore, height: Height) -> Result<pb::BlockEvent, Status> {
+    let header = header_at(store, height)?;
+    let ids = store
+        .record_ids(height)
+        .map_err(internal)?
+        .unwrap_or_default();
+    Ok(pb::BlockEvent {
+        header: Some(pb::BlockHeader::from(&header)),
+        record_ids: ids.iter().map(Hash::to_hex).collect(),
+    })
+}
+
+type BlockStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::BlockEvent, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl pb::ledger_server::Ledger for LedgerService {
+    async fn get_block(
+        &self,
+        request: Request<pb::GetBlockRequest>,
+    ) -> Result<Response<pb::GetBlockResponse>, Status> {
+        self.context.check_read(&request)?;
+        let request = request.into_inner();
+        let store = self.context.store.clone();
+        let height = match &request.at {
+            Some(pb::get_block_request::At::Height(h)) => *h,
+            Some(pb::get_block_request::At::BlockId(id)) => {
+                let id = hash_field("block_id", id)?;
+                store
+                    .height_of(&id)
+                    .map_err(internal)?
+                    .ok_or_else(|| Status::not_found(format!("no block {id} here")))?
+            }
+            None => {
+                return Err(invalid(ValidationError::new(
+                    "at",
+                    branchledger_types::Rule::Required,
+                )))
+            }
+        };
+        blocking(move || {
+            let not_found = || Status::not_found(format!("no block at height {height} here"));
+            let header = store
+                .header(height)
+                .map_err(internal)?
+                .ok_or_else(not_found)?;
+            let commit = store
+                .commit(height)
+                .map_err(internal)?
+                .ok_or_else(not_found)?;
+            let records = if request.include_records {
+                store
+                    .block(height)
+                    .map_err(internal)?
+                    .ok_or_else(not_found)?
+                    .records
+                    .iter()
+                    .map(pb::SignedRecord::from)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            Ok(Response::new(pb::GetBlockResponse {
+                header: Some(pb::BlockHeader::from(&header)),
+                commit: Some(pb::CommitCertificate::from(&commit)),
+                records,
+            }))
+        })
+        .await
+    }
+
+    async fn get_record(
+        &self,
+        request: Request<pb::GetRecordRequest>,
+    ) -> Result<Response<pb::GetRecordResponse>, Status> {
+        self.context.check_read(&request)?;
+        let id = hash_field("record_id", &request.get_ref().record_id)?;
+        let store = self.context.store.clone();
+        let committed = blocking(move || {
+            let Some(stored) = store.record(&id).map_err(internal)? else {
+                return Ok(None);
+            };
+            let header = header_at(&store, stored.height)?;
+            let correctable = read::correctable(store.as_ref(), &id).map_err(internal)?;
+            Ok(Some((stored, header, correctable)))
+        })
+        .await?;
+        if let Some((stored, header, correctable)) = committed {
+            let mut response = pb::GetRecordResponse {
+                status: "committed".into(),
+                record: Some(pb::SignedRecord::from(&stored.record)),
+                location: Some(pb::RecordLocation {
+                    height: stored.height,
+                    index: stored.index,
+                    block_id: header.block_id().to_hex(),
+                    time_ms: header.time_ms,
+                }),
+                ..Default::default()
+            };
+            if let Some(entry) = correctable {
+                response.effective_body = Some(pb::RecordBody::from(&entry.body));
+                response.corrections = entry.corrections.iter().map(Hash::to_hex).collect();
+                response.retracted = entry.retracted;
+            }
+            return Ok(Response::new(response));
+        }
+        let (status, record) = self
+            .context
+            .handle
+            .record_status(id)
+            .await
+            .ok_or_else(stopping)?;
+        match status {
+            RecordStatus::Pending => Ok(Response::new(pb::GetRecordResponse {
+                status: "pending".into(),
+                record: record.as_ref().map(pb::SignedRecord::from),
+                ..Default::default()
+            })),
+            RecordStatus::Dropped(reason) => Ok(Response::new(pb::GetRecordResponse {
+                status: "dropped".into(),
+                dropped_reason: reason,
+                ..Default::default()
+            })),
+            RecordStatus::Unknown => Err(Status::not_found(format!(
+                "record {id} is neither committed nor known to this node's mempool"
+            ))),
+        }
+    }
+
+    async fn member_history(
+        &self,
+        request: Request<pb::MemberHistoryRequest>,
+    ) -> Result<Response<pb::RecordPage>, Status> {
+        self.context.check_read(&request)?;
+        let request = request.into_inner();
+        ident_field("member_id", &request.member_id)?;
+        let limit = page_size("page_size", request.page_size)?;
+        let after = page_token(
+            "page_token",
+            &request.page_token,
+            &keys::id_prefix(&request.member_id),
+        )?;
+        let store = self.context.store.clone();
+        blocking(move || {
+            if read::member(
+                store.as_ref(),
+                &branchledger_types::MemberId(request.member_id.clone()),
+            )
+            .map_err(internal)?
+            .is_none()
+            {
+                return Err(Status::not_found(format!(
+                    "no member {} on this chain",
+                    request.member_id
+                )));
+            }
+            let page = store
+                .member_history(&request.member_id, after.as_deref(), limit)
+                .map_err(internal)?;
+            records_of(&store, page).map(Response::new)
+        })
+        .await
+    }
+
+    async fn list_records(
+        &self,
+        request: Request<pb::ListRecordsRequest>,
+    ) -> Result<Response<pb::RecordPage>, Status> {
+        self.context.check_read(&request)?;
+        let request = request.into_inner();
+        ident_field("branch_id", &request.branch_id)?;
+        let branch = branchledger_types::BranchId(request.branch_id.clone());
+        if self.context.genesis.branch(&branch).is_none() {
+            return Err(Status::not_found(format!(
+                "no branch {} in genesis",
+                request.branch_id
+            )));
+        }
+        let kind = RecordKind::parse_field("kind", &request.kind).map_err(invalid)?;
+        let period = convert::period("period", &request.period).map_err(invalid)?;
+        let limit = page_size("page_size", request.page_size)?;
+        let after = page_token(
+            "page_token",
+            &request.page_token,
+            &keys::branch_kind_period_prefix(&request.branch_id, kind, period),
+        )?;
+        let store = self.context.store.clone();
+        blocking(move || {
+            let page = store
+                .records_by_branch_kind_period(
+                    &request.branch_id,
+                    kind,
+                    period,
+                    after.as_deref(),
+                    limit,
+                )
+                .map_err(internal)?;
+            records_of(&store, page).map(Response::new)
+        })
+        .await
+    }
+
+    type StreamBlocksStream = BlockStream;
+
+    async fn stream_blocks(
+        &self,
+        request: Request<pb::StreamBlocksRequest>,
+    ) -> Result<Response<Self::StreamBlocksStream>, Status> {
+        self.context.check_read(&request)?;
+        let Ok(permit) = self.streams.clone().try_acquire_owned() else {
+            return Err(Status::resource_exhausted(format!(
+                "{BLOCK_STREAMS_MAX} block streams are open: retry later"
+            )));
+        };
+        let from = request.get_ref().from_height;
+        // Subscribe before reading the tip, so no block falls between the two.
+        let mut committed = self.context.handle.subscribe();
+        let store = self.context.store.clone();
+        let tip = store.tip().map_err(internal)?.map_or(0, |t| t.height);
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut next = if from == 0 { tip + 1 } else { from };
+            loop {
+                // Send what is stored up to the tip, then wait for the next commit.
+                let tip = match store.tip() {
+                    Ok(tip) => tip.map_or(0, |t| t.height),
+                    Err(e) => {
+                        let _ = tx.send(Err(internal(e))).await;
+                        return;
+                    }
+                };
+                while next <= tip {
+                    let event = {
+                        let store = store.clone();
+                        let height = next;
+                        tokio::task::spawn_blocking(move || block_event(&store, height))
+                            .await
+                            .unwrap_or_else(|e| Err(internal(e)))
+                    };
+                    if tx.send(event).await.is_err() {
+                        return;
+                    }
+                    next += 1;
+                }
+                match committed.recv().await {
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
