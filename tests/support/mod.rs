@@ -100,10 +100,27 @@ impl Cluster {
     /// Homes for `validators` validators (one branch each), with `tweak` applied to the shared
     /// genesis and every address on a free loopback port. Nothing is started.
     pub fn new(validators: usize, tweak: impl FnOnce(&mut serde_json::Value)) -> Cluster {
+        Cluster::with_branches(validators, validators, tweak)
+    }
+
+    /// [`Cluster::new`] with `branches` branches (the extra branches' keys are in
+    /// `net/branches/`).
+    pub fn with_branches(
+        validators: usize,
+        branches: usize,
+        tweak: impl FnOnce(&mut serde_json::Value),
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let out = dir.path().join("net");
         let status = branchd()
-            .args(["testnet", "--validators", &validators.to_string(), "--out"])
+            .args([
+                "testnet",
+                "--validators",
+                &validators.to_string(),
+                "--branches",
+                &branches.to_string(),
+                "--out",
+            ])
             .arg(&out)
             .stdout(Stdio::null())
             .status()
@@ -135,6 +152,25 @@ impl Cluster {
             nodes.push(Node::configure(home, log, &ports[3 * i..3 * i + 3], &peers));
         }
         Cluster { dir, nodes }
+    }
+
+    /// Edits node `i`'s `config.toml` before it starts.
+    pub fn edit_config(&self, i: usize, edit: impl FnOnce(&mut toml::Table)) {
+        let path = self.nodes[i].home.join("config/config.toml");
+        let mut config: toml::Table = std::fs::read_to_string(&path)
+            .expect("config")
+            .parse()
+            .expect("toml");
+        edit(&mut config);
+        std::fs::write(&path, toml::to_string(&config).expect("toml")).expect("write");
+    }
+
+    /// The key of a branch whose key testnet wrote to `net/branches/`, or node `i`'s own.
+    pub fn branch_key(&self, file: &std::path::Path) -> branchledger_crypto::Keypair {
+        let key: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(file).expect("key file")).expect("json");
+        let seed = hex::decode(key["secret_seed"].as_str().expect("seed")).expect("hex");
+        branchledger_crypto::Keypair::from_seed(seed.try_into().expect("32 bytes"))
     }
 
     /// The shared genesis file.
