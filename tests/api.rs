@@ -1200,3 +1200,32 @@ async fn health_and_reflection_answer_without_a_proto_file() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_the_configured_rate_are_refused_and_the_node_recovers() {
+    let mut cluster = Cluster::new(1, fast_timeouts);
+    cluster.edit_config(0, |config| config["api"]["requests_per_second"] = 5.into());
+    cluster.start(0);
+    cluster.wait_connected().await;
+    let mut node = pb::node_client::NodeClient::new(cluster.channel(0));
+    let mut refused = 0;
+    for _ in 0..50 {
+        match node.status(pb::StatusRequest {}).await {
+            Ok(_) => {}
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                assert!(status.message().contains("rate limit"), "{status:?}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        refused >= 40,
+        "only {refused} of 50 refused at 5 requests/s"
+    );
+    // A second later the bucket has refilled.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    node.status(pb::StatusRequest {})
+        .await
+        .expect("served again after the limit window");
+}

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::mempool::{MEMPOOL_BYTES_MAX_DEFAULT, MEMPOOL_RECORDS_MAX_DEFAULT};
 
+/// Default of `api.requests_per_second`.
+pub const API_REQUESTS_PER_SECOND_DEFAULT: u32 = 20_000;
+
 /// The whole configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -54,6 +57,9 @@ pub struct ApiConfig {
     pub token: String,
     /// Reads also need the token.
     pub reads_require_token: bool,
+    /// Requests per second the node serves, all clients together (bursts up to as many);
+    /// beyond it a request is refused with RESOURCE_EXHAUSTED.
+    pub requests_per_second: u32,
 }
 
 /// Metrics settings.
@@ -131,6 +137,7 @@ impl Default for ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             token: String::new(),
             reads_require_token: false,
+            requests_per_second: API_REQUESTS_PER_SECOND_DEFAULT,
         }
     }
 }
@@ -259,6 +266,15 @@ mod tests {
         let text = error.to_string();
         assert!(text.contains("colour"), "{text}");
         assert!(text.contains("config.toml"), "{text}");
+    }
+
+    #[test]
+    fn the_example_configuration_is_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/config.example.toml");
+        assert_eq!(
+            NodeConfig::load_from(&path, Env::raw().only(&[])).expect("example parses"),
+            NodeConfig::default()
+        );
     }
 
     #[test]

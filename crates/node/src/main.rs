@@ -125,6 +125,10 @@ enum Command {
         /// (metrics).
         #[arg(long, default_value_t = testnet::DEFAULT_BASE_PORT)]
         base_port: u16,
+        /// For containers (config/compose.yaml): listen on all interfaces on fixed ports and
+        /// dial the other nodes by service name.
+        #[arg(long)]
+        compose: bool,
     },
     /// Key management.
     Keys {
@@ -299,6 +303,7 @@ fn main() -> Result<()> {
             chain_id,
             out,
             base_port,
+            compose,
         } => {
             let genesis = testnet::generate_with(
                 &out,
@@ -307,7 +312,11 @@ fn main() -> Result<()> {
                     validators,
                     branches: branches.unwrap_or(validators),
                     genesis_time_ms: devnet::now_ms(),
-                    ports: testnet::Ports::Base(base_port),
+                    ports: if compose {
+                        testnet::Ports::Compose
+                    } else {
+                        testnet::Ports::Base(base_port)
+                    },
                     consensus: Default::default(),
                 },
             )?;

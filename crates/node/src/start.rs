@@ -151,6 +151,7 @@ pub fn run(args: StartArgs) -> Result<()> {
             validator,
             token: (!config.api.token.is_empty()).then(|| config.api.token.clone()),
             reads_require_token: config.api.reads_require_token,
+            rate: crate::api::rate_limiter(config.api.requests_per_second),
         });
         let api = tokio::spawn(crate::api::serve(
             api_listener,

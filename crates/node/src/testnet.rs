@@ -63,14 +63,21 @@ pub fn default_rules() -> Rules {
 /// `+ 1` (gRPC) and `+ 2` (metrics), all on loopback.
 pub const DEFAULT_BASE_PORT: u16 = 26_600;
 
-/// Where a generated network's nodes listen, all on loopback.
+/// Where a generated network's nodes listen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ports {
-    /// Node `i` on `base + 10 i` (peer-to-peer), `+ 1` (gRPC), `+ 2` (metrics).
+    /// On loopback: node `i` on `base + 10 i` (peer-to-peer), `+ 1` (gRPC), `+ 2` (metrics).
     Base(u16),
-    /// Ports the operating system reports free now (for a network started at once).
+    /// On loopback, on ports the operating system reports free now (for a network started at
+    /// once).
     Free,
+    /// In containers (`config/compose.yaml`): every node on all interfaces on 26656 (p2p),
+    /// 9090 (gRPC) and 26660 (metrics), dialling the others by service name `node<j>`.
+    Compose,
 }
+
+/// The container ports of [`Ports::Compose`].
+const COMPOSE_PORTS: [u16; 3] = [26_656, 9_090, 26_660];
 
 /// What to generate.
 #[derive(Clone, Debug)]
@@ -122,6 +129,7 @@ fn port_plan(ports: Ports, validators: usize) -> Result<Vec<u16>> {
                     .map_err(|_| anyhow::anyhow!("--base-port too high for {validators} nodes"))
             })
             .collect(),
+        Ports::Compose => Ok((0..validators).flat_map(|_| COMPOSE_PORTS).collect()),
         Ports::Free => {
             // Hold every listener until all are chosen, so no port is handed out twice.
             let listeners = (0..3 * validators)
@@ -135,7 +143,7 @@ fn port_plan(ports: Ports, validators: usize) -> Result<Vec<u16>> {
     }
 }
 
-/// [`generate`] with every option.
+/// Generates a network with every option (see `generate` for the layout).
 pub fn generate_with(out: &Path, options: &TestnetOptions) -> Result<Genesis> {
     let (chain_id, validators, branches, genesis_time_ms) = (
         options.chain_id.as_str(),
@@ -215,19 +223,30 @@ pub fn generate_with(out: &Path, options: &TestnetOptions) -> Result<Genesis> {
             name: format!("validator-{i}"),
             ..NodeConfig::default()
         };
-        config.p2p.listen = format!("/ip4/127.0.0.1/tcp/{}", port(i, 0)?);
+        let compose = options.ports == Ports::Compose;
+        let (listen_ip, bind) = if compose {
+            ("0.0.0.0", [0, 0, 0, 0])
+        } else {
+            ("127.0.0.1", [127, 0, 0, 1])
+        };
+        config.p2p.listen = format!("/ip4/{listen_ip}/tcp/{}", port(i, 0)?);
         config.p2p.peers = (0..validators)
             .filter(|j| *j != i)
             .map(|j| {
+                let host = if compose {
+                    format!("/dns4/node{j}")
+                } else {
+                    "/ip4/127.0.0.1".to_owned()
+                };
                 Ok(format!(
-                    "/ip4/127.0.0.1/tcp/{}/p2p/{}",
+                    "{host}/tcp/{}/p2p/{}",
                     port(j, 0)?,
                     genesis.validators[j].peer_id
                 ))
             })
             .collect::<Result<_>>()?;
-        config.api.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port(i, 1)?));
-        config.metrics.listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], port(i, 2)?)));
+        config.api.listen = std::net::SocketAddr::from((bind, port(i, 1)?));
+        config.metrics.listen = Some(std::net::SocketAddr::from((bind, port(i, 2)?)));
         std::fs::write(home.config_dir().join("config.toml"), config.to_toml())?;
     }
     Ok(genesis)
@@ -237,6 +256,35 @@ pub fn generate_with(out: &Path, options: &TestnetOptions) -> Result<Genesis> {
 mod tests {
     use super::*;
     use crate::home::read_key;
+
+    #[test]
+    fn compose_networks_listen_everywhere_and_dial_by_service_name() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = dir.path().join("net");
+        let genesis = generate_with(
+            &out,
+            &TestnetOptions {
+                chain_id: "compose".into(),
+                validators: 4,
+                branches: 4,
+                genesis_time_ms: 1,
+                ports: Ports::Compose,
+                consensus: ConsensusParams::default(),
+            },
+        )
+        .expect("generate");
+        let config = NodeConfig::load(&out.join("node2/config/config.toml")).expect("config");
+        assert_eq!(config.p2p.listen, "/ip4/0.0.0.0/tcp/26656");
+        assert_eq!(
+            config.p2p.peers[0],
+            format!(
+                "/dns4/node0/tcp/26656/p2p/{}",
+                genesis.validators[0].peer_id
+            )
+        );
+        assert_eq!(config.p2p.peers.len(), 3);
+        assert_eq!(config.api.listen.to_string(), "0.0.0.0:9090");
+    }
 
     #[test]
     fn testnet_homes_hold_matching_keys_and_genesis() {

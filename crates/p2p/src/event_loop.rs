@@ -127,6 +127,9 @@ impl EventLoop {
                 yamux::Config::default,
             )
             .map_err(|e| invalid("transport", e))?
+            // Peers may be named by host (`/dns4/node1/tcp/26656/p2p/…`).
+            .with_dns()
+            .map_err(|e| invalid("name resolution", e))?
             .with_behaviour(|_key| {
                 let gossipsub =
                     gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)?;

@@ -59,18 +59,38 @@ pub struct ApiContext {
     pub token: Option<String>,
     /// Reads need the credential too.
     pub reads_require_token: bool,
+    /// Every request takes a token from this bucket (`api.requests_per_second`).
+    pub rate: RateLimiter,
+}
+
+/// A limiter of the whole API's request rate.
+pub type RateLimiter = governor::DefaultDirectRateLimiter;
+
+/// A limiter of `per_second` requests per second, with bursts of as many (0: a limit so high
+/// it never applies).
+pub fn rate_limiter(per_second: u32) -> RateLimiter {
+    let rate = std::num::NonZeroU32::new(per_second).unwrap_or(std::num::NonZeroU32::MAX);
+    governor::RateLimiter::direct(governor::Quota::per_second(rate))
 }
 
 impl ApiContext {
-    /// Checks the credential of a write call.
+    fn check_rate(&self) -> Result<(), Status> {
+        self.rate.check().map_err(|_| {
+            Status::resource_exhausted("the node's request rate limit is reached: retry later")
+        })
+    }
+
+    /// Checks the rate limit and the credential of a write call.
     pub fn check_write<T>(&self, request: &tonic::Request<T>) -> Result<(), Status> {
+        self.check_rate()?;
         branchledger_api::auth::check(request, self.token.as_deref())
     }
 
-    /// Checks the credential of a read call, if reads need one.
+    /// Checks the rate limit and, if reads need one, the credential of a read call.
     pub fn check_read<T>(&self, request: &tonic::Request<T>) -> Result<(), Status> {
+        self.check_rate()?;
         if self.reads_require_token {
-            self.check_write(request)
+            branchledger_api::auth::check(request, self.token.as_deref())
         } else {
             Ok(())
         }

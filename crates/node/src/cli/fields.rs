@@ -13,7 +13,7 @@ use branchledger_api::pb::record_body::Kind;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 #[value(rename_all = "snake_case")]
 pub enum RecordKindArg {
-    /// A member joined (member_id, joined_on, status, [mobile], [member_key]).
+    /// A member joined (member_id, joined_on, status; optional mobile, member_key).
     MemberJoined,
     /// A member moves to another branch (member_id, to_branch).
     MemberTransferred,
@@ -23,21 +23,21 @@ pub enum RecordKindArg {
     MemberLeft,
     /// A study session (member_id, material, minutes, form, occurred_on).
     StudySession,
-    /// Dues paid (member_id, period, amount_minor, [reference_commitment]).
+    /// Dues paid (member_id, period, amount_minor; optional reference_commitment).
     DuesPaid,
-    /// A meeting (meeting_id, meeting_kind, topic, held_on, attendees, [absentees]).
+    /// A meeting (meeting_id, meeting_kind, topic, held_on, attendees; optional absentees).
     MeetingHeld,
-    /// An issue raised (issue_id, scope, [scope_member_id], title, raised_on).
+    /// An issue raised (issue_id, scope, title, raised_on; optional scope_member_id).
     IssueRaised,
     /// An issue claimed (issue_id, claimants).
     IssueClaimed,
-    /// Progress on an issue (issue_id, percent, [note]).
+    /// Progress on an issue (issue_id, percent; optional note).
     IssueProgress,
     /// An issue resolved (issue_id, summary).
     IssueResolved,
-    /// An issue rated (issue_id, rating, by, [by_member_id]).
+    /// An issue rated (issue_id, rating, by; optional by_member_id).
     IssueReviewed,
-    /// A correction (target, reason, [replacement_kind and its fields]).
+    /// A correction (target, reason; optional replacement_kind and its fields).
     Correction,
 }
 

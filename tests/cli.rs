@@ -1,0 +1,240 @@
+//! The command line against a real node: `init`, `keys`, `status`, `submit`, `import` (a CSV
+//! with good and bad rows, every row accounted for) and `query`, as tables and as JSON.
+
+mod support;
+
+use std::process::Output;
+
+use support::{branchd, fast_timeouts, Cluster};
+
+const TOKEN: &str = "cli-token";
+
+fn run(args: &[&str], api: &str, token: Option<&str>) -> Output {
+    let mut command = branchd();
+    command
+        .args(args)
+        .env("BRANCHD_API", api)
+        .env_remove("BRANCHD_TOKEN");
+    if let Some(token) = token {
+        command.env("BRANCHD_TOKEN", token);
+    }
+    command.output().expect("run branchd")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn init_and_keys_make_homes_and_show_identities() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let home = dir.path().join("home");
+    let home_arg = home.to_str().expect("utf-8");
+    let output = run(&["init", "--home", home_arg, "--name", "north-1"], "", None);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let keys: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("json");
+    for field in ["node_key", "consensus_key", "branch_key", "peer_id"] {
+        assert!(keys[field].is_string(), "{field} missing: {keys}");
+    }
+    let again = run(&["init", "--home", home_arg], "", None);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("refusing to overwrite"),
+        "{}",
+        stderr(&again)
+    );
+    let shown = run(
+        &[
+            "keys",
+            "show",
+            "--role",
+            "node",
+            home.join("config/node_key.json").to_str().expect("utf-8"),
+        ],
+        "",
+        None,
+    );
+    assert!(shown.status.success());
+    assert!(stdout(&shown).contains(keys["peer_id"].as_str().expect("peer id")));
+    let wrong_role = run(
+        &[
+            "keys",
+            "show",
+            "--role",
+            "branch",
+            home.join("config/node_key.json").to_str().expect("utf-8"),
+        ],
+        "",
+        None,
+    );
+    assert!(
+        !wrong_role.status.success(),
+        "a node key read as a branch key"
+    );
+}
+
+#[test]
+fn submit_import_and_query_through_the_command_line() {
+    let mut cluster = Cluster::new(1, fast_timeouts);
+    cluster.edit_config(0, |config| config["api"]["token"] = TOKEN.into());
+    cluster.start(0);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(cluster.wait_connected());
+    let api = format!("http://{}", cluster.nodes[0].api);
+    let branch = cluster.branch_of(0);
+
+    let status = run(&["status", "--json"], &api, None);
+    assert!(status.status.success(), "{}", stderr(&status));
+    let status: serde_json::Value = serde_json::from_str(&stdout(&status)).expect("json");
+    assert_eq!(status["height"], 0);
+
+    let join = [
+        "submit",
+        "member_joined",
+        "--member-id",
+        "m-1",
+        "--joined-on",
+        "2026-01-05",
+        "--status",
+        "full",
+    ];
+    let refused = run(&join, &api, None);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("Unauthenticated"),
+        "{}",
+        stderr(&refused)
+    );
+    let joined = run(&join, &api, Some(TOKEN));
+    assert!(joined.status.success(), "{}", stderr(&joined));
+    assert!(
+        stdout(&joined).contains("committed at height 1"),
+        "{}",
+        stdout(&joined)
+    );
+    let bad = run(
+        &[
+            "submit",
+            "study_session",
+            "--member-id",
+            "m-1",
+            "--material",
+            "Handbook",
+            "--minutes",
+            "0",
+            "--form",
+            "group",
+            "--occurred-on",
+            "2026-02-01",
+        ],
+        &api,
+        Some(TOKEN),
+    );
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("body.study_session.minutes"),
+        "{}",
+        stderr(&bad)
+    );
+
+    // A CSV with good rows, a row that depends on an earlier one, and bad rows.
+    let csv = cluster.dir.path().join("records.csv");
+    std::fs::write(
+        &csv,
+        "kind,member_id,joined_on,status,material,minutes,form,occurred_on,period,amount_minor\n\
+         member_joined,m-2,2026-01-06,probationary,,,,,,\n\
+         study_session,m-2,,,Handbook chapter 1,45,self,2026-02-03,,\n\
+         study_session,m-2,,,Handbook chapter 2,0,self,2026-02-04,,\n\
+         study_session,m-404,,,Handbook chapter 2,30,self,2026-02-04,,\n\
+         dues_paid,m-2,,,,,,,2026-02,2000\n\
+         party,m-2,,,,,,,,\n",
+    )
+    .expect("write csv");
+    let imported = run(
+        &["import", csv.to_str().expect("utf-8"), "--json"],
+        &api,
+        Some(TOKEN),
+    );
+    assert_eq!(
+        imported.status.code(),
+        Some(1),
+        "rejected rows make a non-zero exit"
+    );
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&imported)).expect("json");
+    assert_eq!(summary["rows"], 6);
+    assert_eq!(summary["accepted"], 3);
+    assert_eq!(summary["committed"], 3);
+    let rejected: Vec<(u64, String)> = summary["rejected"]
+        .as_array()
+        .expect("rejected")
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_u64().expect("line"),
+                r["reason"].as_str().expect("reason").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(rejected.len(), 3, "{rejected:?}");
+    assert_eq!(rejected[0].0, 4);
+    assert!(rejected[0].1.contains("minutes"), "{rejected:?}");
+    assert_eq!(rejected[1].0, 5);
+    assert!(rejected[1].1.contains("m-404"), "{rejected:?}");
+    assert_eq!(rejected[2].0, 7);
+    assert!(rejected[2].1.contains("party"), "{rejected:?}");
+
+    // Queries, as JSON and as tables.
+    let board = run(
+        &["query", "leaderboard", "--from", "2026-02", "--json"],
+        &api,
+        None,
+    );
+    assert!(board.status.success(), "{}", stderr(&board));
+    let rows: serde_json::Value = serde_json::from_str(&stdout(&board)).expect("json");
+    assert_eq!(rows[0]["branch_id"], branch.as_str());
+    assert_eq!(rows[0]["minutes"], 45);
+    let study = run(
+        &[
+            "query", "study", "--member", "m-2", "--from", "2026-02", "--json",
+        ],
+        &api,
+        None,
+    );
+    let study: serde_json::Value = serde_json::from_str(&stdout(&study)).expect("json");
+    assert_eq!(study["total_minutes"], 45);
+    let history = run(&["query", "history", "m-2"], &api, None);
+    assert!(history.status.success());
+    let table = stdout(&history);
+    for kind in ["member_joined", "study_session", "dues_paid"] {
+        assert!(table.contains(kind), "{table}");
+    }
+    let dues = run(
+        &[
+            "query",
+            "dues",
+            "--from",
+            "2026-02",
+            "--branch",
+            &branch,
+            "--per-member",
+        ],
+        &api,
+        None,
+    );
+    assert!(stdout(&dues).contains("20.00"), "{}", stdout(&dues));
+    let missing = run(
+        &["query", "study", "--member", "m-404", "--json"],
+        &api,
+        None,
+    );
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("NotFound"),
+        "{}",
+        stderr(&missing)
+    );
+}
