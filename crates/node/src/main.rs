@@ -5,6 +5,7 @@
 //! them, the disk, the network and the operator.
 
 mod api;
+mod bench;
 mod cli;
 mod config;
 mod devnet;
@@ -101,6 +102,9 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Measuring tools: generate a large chain, drive query load (JSON reports).
+    #[command(subcommand, hide = true)]
+    Bench(bench::BenchCommand),
     /// Print shell completions.
     Completions {
         /// The shell.
@@ -287,6 +291,7 @@ fn main() -> Result<()> {
             }
             init::reset(&home)
         }
+        Command::Bench(command) => bench::run(command),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(

@@ -1,0 +1,219 @@
+//! `branchd bench gen-chain`: a large chain, written directly.
+//!
+//! A one-validator network home is generated (as `branchd testnet` does, on free ports), then
+//! blocks are built from generated records exactly as a proposer builds them (every record
+//! through the state rules), certified by the validator's key, and committed to the store, so
+//! the result is a chain `branchd start` serves and `branchd audit verify` accepts. Records are
+//! signed in parallel; members join first, then study sessions and dues payments spread over
+//! the members and the months of last year.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use branchledger_crypto::{Keypair, Signer};
+use branchledger_storage::RocksStore;
+use branchledger_types::record::{DuesPaid, MemberJoined, MemberStatus, StudyForm, StudySession};
+use branchledger_types::{
+    BranchId, CommitCertificate, CommitSignature, ConsensusParams, Date, MemberId, Period, Record,
+    RecordBody, SignedRecord, Vote, VoteKind,
+};
+use rayon::prelude::*;
+
+use crate::devnet::now_ms;
+use crate::home::{read_key, Home, KeyRole};
+use crate::ledger::Ledger;
+use crate::testnet;
+
+/// Arguments of `branchd bench gen-chain`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct GenChainArgs {
+    /// Where to write the network (must be new); the node home is `OUT/net/node0`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Records to write.
+    #[arg(long)]
+    pub records: u64,
+    /// Branches.
+    #[arg(long, default_value_t = 4)]
+    pub branches: usize,
+    /// Members per branch.
+    #[arg(long, default_value_t = 50)]
+    pub members_per_branch: u64,
+    /// Records per block.
+    #[arg(long, default_value_t = 5_000)]
+    pub block_records: u32,
+}
+
+/// The summary printed at the end.
+#[derive(Debug, serde::Serialize)]
+pub struct GenChainReport {
+    /// The node home.
+    pub home: PathBuf,
+    /// Records written.
+    pub records: u64,
+    /// Blocks written.
+    pub blocks: u64,
+    /// Seconds taken.
+    pub seconds: f64,
+    /// Records per second.
+    pub records_per_second: f64,
+    /// A member with a long history, for the query benchmark.
+    pub busy_member: String,
+    /// The id of one committed record, for the query benchmark.
+    pub sample_record: String,
+}
+
+/// The member `m` of branch `b`.
+pub fn member(b: usize, m: u64) -> MemberId {
+    MemberId(format!("m-{b}-{m}"))
+}
+
+/// The body of generated record `n` (after the members joined), for branch `b`, in `year`.
+fn activity(n: u64, b: usize, members: u64, year: u16) -> RecordBody {
+    let m = (n / 7) % members;
+    // Spread over the months and days 1..28 of `year`.
+    let month = (n % 12) as u8 + 1;
+    let day = (n % 28) as u8 + 1;
+    if n % 5 == 4 {
+        RecordBody::DuesPaid(DuesPaid {
+            member_id: member(b, m),
+            period: Period::new(year, month),
+            amount_minor: 2_000,
+            reference_commitment: None,
+        })
+    } else {
+        RecordBody::StudySession(StudySession {
+            member_id: member(b, m),
+            material: format!("Branch work handbook, chapter {}", n % 12 + 1),
+            minutes: (n % 120) as u16 + 15,
+            form: StudyForm::ALL[(n % 4) as usize],
+            occurred_on: Date::new(year, month, day),
+        })
+    }
+}
+
+/// Writes the chain.
+pub fn run(args: &GenChainArgs) -> Result<()> {
+    if args.records == 0 || args.branches == 0 || args.members_per_branch == 0 {
+        bail!("--records, --branches and --members-per-branch must be at least 1");
+    }
+    let net = args.out.join("net");
+    let genesis = testnet::generate_with(
+        &net,
+        &testnet::TestnetOptions {
+            chain_id: "branchledger-bench".into(),
+            validators: 1,
+            branches: args.branches,
+            genesis_time_ms: now_ms().saturating_sub(1_000),
+            ports: testnet::Ports::Free,
+            consensus: ConsensusParams {
+                max_block_records: args.block_records,
+                ..ConsensusParams::default()
+            },
+        },
+    )?;
+    let home = Home::new(net.join("node0"));
+    let consensus_key = read_key(&home.key_path(KeyRole::Consensus), KeyRole::Consensus)?;
+    let mut branch_keys: Vec<(BranchId, Keypair)> = Vec::new();
+    for (i, branch) in genesis.branches.iter().enumerate() {
+        let path = if i == 0 {
+            home.key_path(KeyRole::Branch)
+        } else {
+            net.join("branches")
+                .join(format!("{}.json", branch.branch_id))
+        };
+        branch_keys.push((branch.branch_id.clone(), read_key(&path, KeyRole::Branch)?));
+    }
+    let store = Arc::new(RocksStore::open(&home.data_dir().join("store"))?);
+    let ledger = Ledger::new(Arc::new(genesis.clone()), store);
+    // All activity in the year before this one, so no date is in the future.
+    let year = Date::from_unix_ms(now_ms()).year - 1;
+    let branches = args.branches as u64;
+    let joins = branches * args.members_per_branch;
+    let started = Instant::now();
+    let mut last_report = started;
+    let mut written = 0u64;
+    let mut sample_record = String::new();
+    while written < args.records {
+        let count = (args.records - written).min(u64::from(args.block_records));
+        let records: Vec<SignedRecord> = (written..written + count)
+            .into_par_iter()
+            .map(|n| {
+                let b = (n % branches) as usize;
+                let body = if n < joins {
+                    RecordBody::MemberJoined(MemberJoined {
+                        member_id: member(b, n / branches),
+                        joined_on: Date::new(year, 1, 1),
+                        status: MemberStatus::Full,
+                        mobile: false,
+                        member_key: None,
+                    })
+                } else {
+                    activity(n, b, args.members_per_branch, year)
+                };
+                Record {
+                    chain_id: genesis.chain_id.clone(),
+                    branch_id: branch_keys[b].0.clone(),
+                    created_at_ms: genesis.genesis_time_ms,
+                    nonce: n,
+                    body,
+                }
+                .sign(&branch_keys[b].1)
+            })
+            .collect();
+        let height = ledger.next_height()?;
+        let built = ledger.build_block(&records, now_ms(), 0)?;
+        if let Some((id, reason)) = built.refused.first() {
+            bail!("generated record {id} refused by the state rules: {reason}");
+        }
+        if built.block.records.len() as u64 != count {
+            bail!(
+                "block {height} holds {} of {count} records: raise the genesis block limits",
+                built.block.records.len()
+            );
+        }
+        if sample_record.is_empty() {
+            sample_record = built.block.records[0].id().to_hex();
+        }
+        let block_id = built.block.id();
+        let vote = Vote {
+            height,
+            round: 0,
+            kind: VoteKind::Precommit,
+            block_id: Some(block_id),
+            validator_index: 0,
+        };
+        let certificate = CommitCertificate {
+            height,
+            round: 0,
+            block_id,
+            signatures: vec![CommitSignature {
+                validator_index: 0,
+                signature: consensus_key.sign(&vote.signing_message(&genesis.chain_id)),
+            }],
+        };
+        ledger.commit(built.block, certificate, &built.delta)?;
+        written += count;
+        if last_report.elapsed().as_secs() >= 5 {
+            last_report = Instant::now();
+            eprintln!(
+                "gen-chain: {written} records, height {height}, {:.0} records/s",
+                written as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let report = GenChainReport {
+        home: home.root.clone(),
+        records: written,
+        blocks: ledger.next_height()? - 1,
+        seconds,
+        records_per_second: written as f64 / seconds.max(1e-9),
+        busy_member: member(0, 0).to_string(),
+        sample_record,
+    };
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}

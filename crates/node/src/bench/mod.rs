@@ -1,0 +1,81 @@
+//! `branchd bench …`: the measuring tools behind `scripts/bench` and `docs/benchmarks.md`.
+//!
+//! * `gen-chain` writes a one-validator chain of N records straight into a node home's store
+//!   (signed, checked by the state rules, certified), fast enough for ten million records, so
+//!   the queries, the auditor and block sync can be measured on a chain of that size;
+//! * `query` drives a query load against a node's API and reports queries/s and latency
+//!   percentiles per query;
+//!
+//! Every tool prints one JSON object on standard output, for the scripts to collect.
+
+pub mod chain;
+pub mod query;
+
+/// Latency summary of a set of samples, in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Latency {
+    /// Samples.
+    pub count: usize,
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Largest.
+    pub max_ms: f64,
+}
+
+impl Latency {
+    /// The summary of `samples` (seconds).
+    pub fn of(samples: &mut [f64]) -> Latency {
+        if samples.is_empty() {
+            return Latency::default();
+        }
+        samples.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
+            samples[index.min(samples.len() - 1)] * 1000.0
+        };
+        Latency {
+            count: samples.len(),
+            p50_ms: at(0.50),
+            p90_ms: at(0.90),
+            p99_ms: at(0.99),
+            max_ms: at(1.0),
+        }
+    }
+}
+
+/// What to measure.
+#[derive(Clone, Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Write a one-validator chain of N generated records into a new network home.
+    GenChain(chain::GenChainArgs),
+    /// Measure queries against a running node.
+    Query(query::QueryArgs),
+}
+
+/// Runs a bench command.
+pub fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::GenChain(args) => chain::run(&args),
+        BenchCommand::Query(args) => crate::cli::run(query::run(&args)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_known_samples() {
+        let mut samples: Vec<f64> = (1..=100).map(|ms| f64::from(ms) / 1000.0).collect();
+        let latency = Latency::of(&mut samples);
+        assert_eq!(latency.count, 100);
+        assert!((latency.p50_ms - 50.0).abs() <= 1.0, "{latency:?}");
+        assert!((latency.p99_ms - 99.0).abs() <= 1.0, "{latency:?}");
+        assert_eq!(latency.max_ms, 100.0);
+        assert_eq!(Latency::of(&mut []), Latency::default());
+    }
+}
