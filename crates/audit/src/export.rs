@@ -262,7 +262,7 @@ pub fn verify_export(
                     ),
                 ));
             }
-            state.apply_delta(&delta);
+            state.apply_delta(delta);
             digest = next;
         }
         records += committed.block.records.len() as u64;

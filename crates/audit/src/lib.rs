@@ -15,11 +15,10 @@
 pub mod export;
 pub mod proof;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use branchledger_crypto::Hash;
-use branchledger_state::{apply_block, BlockError, MemState, StateDelta, Table};
+use branchledger_state::{apply_block, BlockError, MemState, Table};
 use branchledger_storage::{ChainReader, Column, StorageError};
 use branchledger_types::{BlockHeader, Genesis, Height};
 use branchledger_verifier::VerificationError;
@@ -100,7 +99,6 @@ pub fn verify_store(
     let tip = store.tip().map_err(|e| storage_failure(0, e))?;
     let tip_height = tip.as_ref().map_or(0, |t| t.height);
     let mut state = MemState::new();
-    let mut last_write: BTreeMap<(Table, Vec<u8>), Height> = BTreeMap::new();
     let mut prev: Option<BlockHeader> = None;
     let mut digest = Hash::ZERO;
     let mut records = 0u64;
@@ -154,8 +152,7 @@ pub fn verify_store(
                 ),
             ));
         }
-        record_writes(&delta, height, &mut last_write);
-        state.apply_delta(&delta);
+        state.apply_delta(delta);
         digest = next_digest;
         records += block.records.len() as u64;
         prev = Some(block.header.clone());
@@ -170,7 +167,11 @@ pub fn verify_store(
             ));
         }
     }
-    let state_entries = compare_state(store, &state, &last_write, tip_height)?;
+    let state_entries = compare_state(store, &state).map_err(|mismatch| {
+        // Only on failure: replay again to name the last block that wrote the key.
+        let height = last_write_height(genesis, store, mismatch.table, &mismatch.key, tip_height);
+        fail(height, None, mismatch.rule)
+    })?;
     Ok(AuditReport {
         chain_id: genesis.chain_id.clone(),
         blocks: tip_height,
@@ -186,45 +187,71 @@ fn duration_ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn record_writes(
-    delta: &StateDelta,
-    height: Height,
-    last_write: &mut BTreeMap<(Table, Vec<u8>), Height>,
-) {
-    for key in delta.writes.keys() {
-        last_write.insert(key.clone(), height);
+/// A stored state entry that differs from the replay.
+struct Mismatch {
+    table: Table,
+    key: Vec<u8>,
+    rule: String,
+}
+
+/// The height of the last block whose replay writes `key` of `table` (the tip if none does:
+/// the key was written by no block). The chain below the tip is known good when this runs.
+fn last_write_height(
+    genesis: &Genesis,
+    store: &impl ChainReader,
+    table: Table,
+    key: &[u8],
+    tip_height: Height,
+) -> Height {
+    let mut state = MemState::new();
+    let mut digest = Hash::ZERO;
+    let mut last = tip_height;
+    for height in 1..=tip_height {
+        let Ok(Some(committed)) = store.committed_block(height) else {
+            break;
+        };
+        let block = &committed.block;
+        let Ok((delta, next)) = apply_block(
+            &state,
+            genesis,
+            height,
+            block.header.time_ms,
+            &block.records,
+            &digest,
+        ) else {
+            break;
+        };
+        if delta.writes.contains_key(&(table, key.to_vec())) {
+            last = height;
+        }
+        state.apply_delta(delta);
+        digest = next;
     }
+    last
 }
 
 /// Every stored state table must equal the replayed state, entry for entry.
-fn compare_state(
-    store: &impl ChainReader,
-    state: &MemState,
-    last_write: &BTreeMap<(Table, Vec<u8>), Height>,
-    tip_height: Height,
-) -> Result<u64, AuditFailure> {
+fn compare_state(store: &impl ChainReader, state: &MemState) -> Result<u64, Mismatch> {
     let mut compared = 0u64;
     for table in Table::ALL {
-        let height_of = |key: &[u8]| {
-            last_write
-                .get(&(*table, key.to_vec()))
-                .copied()
-                .unwrap_or(tip_height)
+        let mismatch = |key: &[u8], rule: String| Mismatch {
+            table: *table,
+            key: key.to_vec(),
+            rule,
         };
         let mut expected = state.iter_table(*table);
         let mut after: Option<Vec<u8>> = None;
         loop {
             let page = store
                 .scan_raw(Column::State(*table), &[], after.as_deref(), SCAN_PAGE)
-                .map_err(|e| storage_failure(tip_height, e))?;
+                .map_err(|e| mismatch(&[], format!("{}: reading the store: {e}", table.name())))?;
             for (key, value) in &page {
                 compared += 1;
                 match expected.next() {
                     Some((k, v)) if k == key.as_slice() && v == value.as_slice() => {}
                     Some((k, _)) if k == key.as_slice() => {
-                        return Err(fail(
-                            height_of(key),
-                            None,
+                        return Err(mismatch(
+                            key,
                             format!(
                                 "{}: stored value of key {} differs from the replay",
                                 table.name(),
@@ -233,9 +260,8 @@ fn compare_state(
                         ));
                     }
                     Some((k, _)) if k < key.as_slice() => {
-                        return Err(fail(
-                            height_of(k),
-                            None,
+                        return Err(mismatch(
+                            k,
                             format!(
                                 "{}: key {} is missing from the store",
                                 table.name(),
@@ -244,9 +270,8 @@ fn compare_state(
                         ));
                     }
                     _ => {
-                        return Err(fail(
-                            tip_height,
-                            None,
+                        return Err(mismatch(
+                            key,
                             format!(
                                 "{}: stored key {} was written by no block",
                                 table.name(),
@@ -262,9 +287,8 @@ fn compare_state(
             after = page.last().map(|(k, _)| k.clone());
         }
         if let Some((k, _)) = expected.next() {
-            return Err(fail(
-                height_of(k),
-                None,
+            return Err(mismatch(
+                k,
                 format!(
                     "{}: key {} is missing from the store",
                     table.name(),

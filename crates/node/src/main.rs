@@ -521,17 +521,29 @@ fn audit_verify(
 ) -> Result<()> {
     let genesis = read_genesis(genesis_path)?;
     let store = open_store(data_dir)?;
+    let tip = branchledger_storage::ChainReader::tip(&store)?.map_or(0, |t| t.height);
     let started = std::time::Instant::now();
-    let mut last_print = started;
+    // A bar on a terminal (hidden otherwise, and with --json), with the rate so far.
+    let bar = if json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(tip)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "audit [{bar:40}] height {pos}/{len} {msg} (eta {eta})",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
     let result = branchledger_audit::verify_store(&genesis, &store, |height, records| {
-        if !json && last_print.elapsed() >= std::time::Duration::from_secs(1) {
-            last_print = std::time::Instant::now();
-            eprintln!(
-                "audit: height {height}, {records} records, {:.0} records/s",
-                records as f64 / started.elapsed().as_secs_f64().max(1e-9)
-            );
-        }
+        bar.set_position(height);
+        bar.set_message(format!(
+            "{records} records, {:.0} records/s",
+            records as f64 / started.elapsed().as_secs_f64().max(1e-9)
+        ));
     });
+    bar.finish_and_clear();
     match result {
         Ok(report) => {
             if json {

@@ -96,7 +96,7 @@ fn main() {
         .collect();
     let (delta, next) =
         apply_block(&state, &genesis, 1, time_ms, &joins, &digest).expect("joins apply");
-    state.apply_delta(&delta);
+    state.apply_delta(delta);
     digest = next;
 
     let mut total_records = 0usize;
@@ -164,7 +164,7 @@ fn main() {
             .unwrap_or_else(|e| panic!("block {height}: {e}"));
         total_seconds += start.elapsed().as_secs_f64();
         total_records += records.len();
-        state.apply_delta(&delta);
+        state.apply_delta(delta);
         digest = next;
     }
     println!(

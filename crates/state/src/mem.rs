@@ -17,15 +17,16 @@ impl MemState {
         MemState::default()
     }
 
-    /// Applies a block's writes: values are set, `None` deletes.
-    pub fn apply_delta(&mut self, delta: &StateDelta) {
-        for (key, value) in &delta.writes {
+    /// Applies a block's writes: values are set, `None` deletes. The delta is consumed, so its
+    /// keys and values move into the state rather than being copied.
+    pub fn apply_delta(&mut self, delta: StateDelta) {
+        for (key, value) in delta.writes {
             match value {
                 Some(value) => {
-                    self.entries.insert(key.clone(), value.clone());
+                    self.entries.insert(key, value);
                 }
                 None => {
-                    self.entries.remove(key);
+                    self.entries.remove(&key);
                 }
             }
         }

@@ -161,7 +161,7 @@ pub fn build_chain(path: &Path) -> Genesis {
         store
             .commit_block(&CommittedBlock { block, commit }, &delta)
             .expect("commit");
-        state.apply_delta(&delta);
+        state.apply_delta(delta);
         digest = next;
         prev = Some(header);
     }

@@ -112,7 +112,7 @@ fn replay(blocks: &[(u64, Vec<SignedRecord>)]) -> (Vec<(StateDelta, Hash)>, MemS
     for (height, (time_ms, records)) in (1u64..).zip(blocks) {
         let (delta, next) = apply_block(&state, &genesis, height, *time_ms, records, &digest)
             .expect("replayed block is valid");
-        state.apply_delta(&delta);
+        state.apply_delta(delta.clone());
         digest = next;
         results.push((delta, next));
     }

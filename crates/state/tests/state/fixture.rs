@@ -123,7 +123,7 @@ impl Chain {
             records,
             &self.digest,
         )?;
-        self.state.apply_delta(&delta);
+        self.state.apply_delta(delta.clone());
         self.height += 1;
         self.time_ms = time_ms;
         self.digest = digest;
