@@ -7,27 +7,23 @@
 //! second node's API), and keeps the network running until Ctrl-C, when it stops every node
 //! cleanly.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use branchledger_api::pb;
 use branchledger_crypto::Keypair;
 use branchledger_types::{BranchId, ConsensusParams, Date, Genesis, Record, SignedRecord};
 
 use crate::cli::query::{self, Query, SpanArgs};
-use crate::cli::{Api, ApiArgs};
+use crate::cli::Api;
 use crate::home::{read_key, Home, KeyRole};
-use crate::{sample, testnet};
+use crate::{localnet, sample, testnet};
 
 /// Validators of the demo network.
 pub const DEVNET_VALIDATORS: usize = 4;
 /// Records per `SubmitBatch` call while loading the sample data.
 const LOAD_BATCH: usize = 1_000;
-/// Time allowed for the nodes to start and connect.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Time allowed for the sample data to commit.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -64,70 +60,6 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// The running nodes; every one still running is stopped with SIGTERM when dropped.
-struct Network {
-    children: Vec<Child>,
-}
-
-impl Network {
-    fn stop(&mut self) -> Result<()> {
-        for child in &self.children {
-            // SIGTERM: each node flushes its store and exits.
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-        }
-        let mut failed = Vec::new();
-        for (i, child) in self.children.iter_mut().enumerate() {
-            match child.wait() {
-                Ok(status) if status.success() => {}
-                Ok(status) => failed.push(format!("node {i} exited with {status}")),
-                Err(e) => failed.push(format!("node {i}: {e}")),
-            }
-        }
-        self.children.clear();
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            bail!("{}", failed.join("; "))
-        }
-    }
-}
-
-impl Drop for Network {
-    fn drop(&mut self) {
-        let _ = self.stop();
-    }
-}
-
-fn api_of(home: &Path) -> Result<ApiArgs> {
-    let config = crate::config::NodeConfig::load(&home.join("config/config.toml"))?;
-    Ok(ApiArgs {
-        api: format!("http://{}", config.api.listen),
-        token: config.api.token,
-    })
-}
-
-async fn wait_connected(apis: &[ApiArgs]) -> Result<()> {
-    let deadline = Instant::now() + START_TIMEOUT;
-    for (i, args) in apis.iter().enumerate() {
-        loop {
-            if let Ok(api) = Api::connect(args).await {
-                if let Ok(status) = api.node().status(pb::StatusRequest {}).await {
-                    if status.into_inner().peers as usize + 1 >= apis.len() {
-                        break;
-                    }
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("node {i} did not start and connect within {START_TIMEOUT:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    Ok(())
 }
 
 /// Submits every record to node 0 in batches, waiting out a full mempool; returns the ids of
@@ -204,8 +136,10 @@ async fn wait_committed(api: &Api, ids: &[String]) -> Result<Vec<String>> {
     Ok(dropped)
 }
 
-fn branch_keys(net: &Path, genesis: &Genesis) -> Result<BTreeMap<BranchId, Keypair>> {
-    let mut keys = BTreeMap::new();
+/// The branch keys of a network `testnet` wrote, in genesis order: the validators' in their
+/// homes, the other branches' in `net/branches/`.
+pub fn branch_keys(net: &Path, genesis: &Genesis) -> Result<Vec<(BranchId, Keypair)>> {
+    let mut keys = Vec::new();
     for (i, branch) in genesis.branches.iter().enumerate() {
         let path = if i < genesis.validators.len() {
             Home::new(net.join(format!("node{i}"))).key_path(KeyRole::Branch)
@@ -213,7 +147,7 @@ fn branch_keys(net: &Path, genesis: &Genesis) -> Result<BTreeMap<BranchId, Keypa
             net.join("branches")
                 .join(format!("{}.json", branch.branch_id))
         };
-        keys.insert(branch.branch_id.clone(), read_key(&path, KeyRole::Branch)?);
+        keys.push((branch.branch_id.clone(), read_key(&path, KeyRole::Branch)?));
     }
     Ok(keys)
 }
@@ -272,35 +206,21 @@ pub fn run(args: DevnetArgs) -> Result<()> {
         genesis.branches.len(),
         root.display()
     );
-    let exe = std::env::current_exe().context("finding the branchd binary")?;
-    let mut network = Network {
-        children: Vec::new(),
-    };
-    let mut apis = Vec::new();
-    for i in 0..DEVNET_VALIDATORS {
-        let home = net.join(format!("node{i}"));
-        let log = std::fs::File::create(root.join(format!("node{i}.log")))?;
-        let child = Command::new(&exe)
-            .args(["start", "--home"])
-            .arg(&home)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting node {i}"))?;
-        network.children.push(child);
-        apis.push(api_of(&home)?);
+    let mut network = localnet::Network::start(&net, &root, DEVNET_VALIDATORS)?;
+    for (i, api) in network.apis.iter().enumerate() {
         println!(
             "devnet: node {i} gRPC {} (log {}/node{i}.log)",
-            apis[i].api,
+            api.api,
             root.display()
         );
     }
+    let apis = network.apis.clone();
     let keys = branch_keys(&net, &genesis)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        wait_connected(&apis).await?;
+        localnet::wait_connected(&apis).await?;
         let today = Date::from_unix_ms(now_ms());
         let spec = sample::SampleSpec {
             members_per_branch: args.members_per_branch,
@@ -311,8 +231,9 @@ pub fn run(args: DevnetArgs) -> Result<()> {
         let branch_ids: Vec<BranchId> = genesis.branches.iter().map(|b| b.branch_id.clone()).collect();
         let sign = |mut record: Record| -> Result<SignedRecord> {
             record.created_at_ms = now_ms();
-            let key = keys
-                .get(&record.branch_id)
+            let (_, key) = keys
+                .iter()
+                .find(|(branch, _)| *branch == record.branch_id)
                 .ok_or_else(|| anyhow!("no key for branch {}", record.branch_id))?;
             Ok(record.sign(key))
         };

@@ -53,6 +53,14 @@ pub trait Network {
     fn broadcast(&mut self, message: Outbound);
 }
 
+/// Whether a committed block holds a record that may make a pending one invalid.
+fn may_invalidate_any(block: &Block) -> bool {
+    block
+        .records
+        .iter()
+        .any(|r| branchledger_state::may_invalidate_pending(r.record.body.kind()))
+}
+
 /// Why a client's record was not taken.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
@@ -436,6 +444,7 @@ impl Driver {
             .iter()
             .map(SignedRecord::id)
             .collect();
+        let recheck = may_invalidate_any(&committed.block);
         let time_ms = committed.block.header.time_ms;
         self.ledger.apply_synced(committed)?;
         self.committed.push(Committed {
@@ -443,7 +452,7 @@ impl Driver {
             record_ids: record_ids.clone(),
             time_ms,
         });
-        self.after_commit(height, &record_ids, now)?;
+        self.after_commit(height, &record_ids, recheck, now)?;
         self.step(Input::Committed { height }, now, net)?;
         // Blocks held back while the store was behind can be judged now.
         let ready: Vec<((Height, Hash), Round)> = self
@@ -543,6 +552,7 @@ impl Driver {
                     None => self.ledger.state_delta(&block)?,
                 };
                 let record_ids: Vec<Hash> = block.records.iter().map(SignedRecord::id).collect();
+                let recheck = may_invalidate_any(&block);
                 let time_ms = block.header.time_ms;
                 self.ledger.commit(block, certificate, &delta)?;
                 self.committed.push(Committed {
@@ -550,7 +560,7 @@ impl Driver {
                     record_ids: record_ids.clone(),
                     time_ms,
                 });
-                self.after_commit(height, &record_ids, now)?;
+                self.after_commit(height, &record_ids, recheck, now)?;
             }
             Effect::Evidence(evidence) => {
                 if self.evidence.len() >= EVIDENCE_KEPT_MAX {
@@ -566,6 +576,7 @@ impl Driver {
         &mut self,
         height: Height,
         record_ids: &[Hash],
+        recheck: bool,
         now: Instant,
     ) -> Result<(), DriverError> {
         let next_time_ms = self.now_ms(now);
@@ -575,6 +586,7 @@ impl Driver {
                 self.ledger.genesis(),
                 self.ledger.store().as_ref(),
                 record_ids,
+                recheck,
                 height,
                 next_time_ms,
             )
@@ -660,6 +672,8 @@ impl Driver {
         for (record_id, reason) in &built.refused {
             tracing::debug!(%record_id, %reason, height, "record left out of the proposal");
         }
+        self.mempool.drop_refused(&built.refused);
+        self.dropped.extend(built.refused.iter().cloned());
         self.deltas.insert(block_id, built.delta);
         self.blocks.insert(block_id, built.block);
         self.queue.push_back(Input::ProposeValue {

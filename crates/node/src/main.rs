@@ -13,6 +13,7 @@ mod driver;
 mod home;
 mod init;
 mod ledger;
+mod localnet;
 mod mempool;
 mod metrics;
 mod peers;

@@ -233,19 +233,25 @@ impl Mempool {
         }
     }
 
-    /// After a block at `height` is committed: removes its records, then re-checks the rest in
-    /// order against the new state (as if proposed in the next block at `next_time_ms`) and
-    /// drops those that became invalid. Returns the dropped records with their reasons.
+    /// After a block at `height` is committed: removes its records, then, if `recheck` (the
+    /// block held a record that may invalidate others, see
+    /// [`branchledger_state::may_invalidate_pending`]), re-checks the rest in order against
+    /// the new state (as if proposed in the next block at `next_time_ms`) and drops those that
+    /// became invalid. Returns the dropped records with their reasons.
     pub fn on_commit(
         &mut self,
         genesis: &Genesis,
         committed_state: &dyn StateReader,
         committed_ids: &[Hash],
+        recheck: bool,
         height: Height,
         next_time_ms: u64,
     ) -> Result<Vec<(Hash, String)>, ReadError> {
         for id in committed_ids {
             self.remove(id);
+        }
+        if !recheck {
+            return Ok(Vec::new());
         }
         let mut executor = BlockExecutor::new(committed_state, genesis, height + 1, next_time_ms);
         let mut dropped = Vec::new();
@@ -268,6 +274,17 @@ impl Mempool {
             self.remember_drop(*id, reason.clone());
         }
         Ok(dropped)
+    }
+
+    /// Drops records a proposal built here left out because they break a state rule against
+    /// the committed state and the records before them, remembering the reasons.
+    pub fn drop_refused(&mut self, refused: &[(Hash, String)]) {
+        for (id, reason) in refused {
+            if self.entries.contains_key(id) {
+                self.remove(id);
+                self.remember_drop(*id, reason.clone());
+            }
+        }
     }
 
     /// Takes a pending record back out (the API found it breaks a state rule before it was
@@ -413,7 +430,7 @@ mod tests {
         assert!(!pool.is_verified(&bad, &bad.id()));
         // Once committed, the same record is refused as committed.
         commit(&mut state, &genesis, 1, std::slice::from_ref(&a));
-        pool.on_commit(&genesis, &state, &[a.id()], 1, NOW_MS)
+        pool.on_commit(&genesis, &state, &[a.id()], true, 1, NOW_MS)
             .expect("recheck");
         assert_eq!(
             pool.admit(&genesis, &state, vec![a.clone()])[0],
@@ -488,7 +505,7 @@ mod tests {
         );
         commit(&mut state, &genesis, 2, std::slice::from_ref(&left));
         let dropped = pool
-            .on_commit(&genesis, &state, &[left.id()], 2, NOW_MS)
+            .on_commit(&genesis, &state, &[left.id()], true, 2, NOW_MS)
             .expect("recheck");
         assert_eq!(dropped.len(), 2, "{dropped:?}");
         assert!(pool.is_empty());
@@ -503,6 +520,35 @@ mod tests {
     }
 
     #[test]
+    fn a_block_of_study_and_dues_only_skips_the_recheck_and_a_proposal_drops_what_it_refused() {
+        let genesis = genesis();
+        let mut state = MemState::new();
+        let mut pool = Mempool::new(MempoolLimits::default());
+        let joined = join("m1");
+        commit(&mut state, &genesis, 1, std::slice::from_ref(&joined));
+        let orphan = study("nobody", 3);
+        pool.admit(&genesis, &state, vec![orphan.clone()]);
+        let session = study("m1", 4);
+        commit(&mut state, &genesis, 2, std::slice::from_ref(&session));
+        let recheck = branchledger_state::may_invalidate_pending(session.record.body.kind());
+        assert!(!recheck);
+        let dropped = pool
+            .on_commit(&genesis, &state, &[session.id()], recheck, 2, NOW_MS)
+            .expect("no recheck");
+        assert!(dropped.is_empty());
+        assert_eq!(pool.status(&orphan.id()), RecordStatus::Pending);
+        // The proposer refuses it when it builds a block: it leaves the pool with the reason.
+        pool.drop_refused(&[(orphan.id(), "member nobody is not registered".into())]);
+        assert!(
+            matches!(pool.status(&orphan.id()), RecordStatus::Dropped(reason) if reason.contains("nobody"))
+        );
+        assert!(pool.is_empty());
+        assert!(branchledger_state::may_invalidate_pending(
+            joined.record.body.kind()
+        ));
+    }
+
+    #[test]
     fn drop_reasons_are_bounded() {
         let genesis = genesis();
         let state = MemState::new();
@@ -514,7 +560,7 @@ mod tests {
         let orphans: Vec<SignedRecord> = (0..5).map(|i| study("nobody", i)).collect();
         pool.admit(&genesis, &state, orphans.clone());
         let dropped = pool
-            .on_commit(&genesis, &state, &[], 1, NOW_MS)
+            .on_commit(&genesis, &state, &[], true, 1, NOW_MS)
             .expect("recheck");
         assert_eq!(dropped.len(), 5);
         assert_eq!(pool.status(&orphans[0].id()), RecordStatus::Unknown);

@@ -1136,6 +1136,15 @@ pub fn is_correctable(kind: RecordKind) -> bool {
     )
 }
 
+/// Whether committing a record of this kind can make a record still waiting in a mempool
+/// invalid. Study sessions and dues payments cannot: they only add to totals, and no rule
+/// refuses a record because of a total. Every other kind changes something a later record is
+/// checked against (the member registry, a meeting or issue id or its state, a correctable
+/// record's corrections), so a mempool re-checks what waits after a block that holds one.
+pub fn may_invalidate_pending(kind: RecordKind) -> bool {
+    !matches!(kind, RecordKind::StudySession | RecordKind::DuesPaid)
+}
+
 /// The record's own date, if it has one, with its field name.
 fn own_date(body: &RecordBody) -> Option<(&'static str, Date)> {
     match body {

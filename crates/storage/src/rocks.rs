@@ -19,6 +19,15 @@ use crate::tables::{ChainTable, Column, Tip, META_SCHEMA_VERSION, META_TIP, SCHE
 pub const BLOCK_CACHE_BYTES_DEFAULT: usize = 64 * 1024 * 1024;
 /// Default bound on the files RocksDB keeps open (the rest are reopened on demand).
 pub const MAX_OPEN_FILES_DEFAULT: i32 = 512;
+/// Default bound on the memory of all memtables together, in bytes.
+pub const WRITE_BUFFERS_BYTES_DEFAULT: usize = 128 * 1024 * 1024;
+/// One column family's memtable size before it is flushed, in bytes. Small memtables keep
+/// the skip lists shallow (cheaper lookups) and the total is bounded by
+/// [`RocksOptions::write_buffers_bytes`] anyway.
+pub const WRITE_BUFFER_BYTES_PER_TABLE: usize = 8 * 1024 * 1024;
+/// Bits per key of the Bloom filters that let a lookup of an absent key (every new record's
+/// duplicate check) skip the files that cannot hold it.
+pub const BLOOM_BITS_PER_KEY: f64 = 10.0;
 
 /// How to open a [`RocksStore`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +38,8 @@ pub struct RocksOptions {
     /// Most files RocksDB keeps open at once, so a large store does not exhaust the
     /// process's file descriptors.
     pub max_open_files: i32,
+    /// Bound on the memory of all memtables together, bytes.
+    pub write_buffers_bytes: usize,
 }
 
 impl Default for RocksOptions {
@@ -36,6 +47,7 @@ impl Default for RocksOptions {
         RocksOptions {
             block_cache_bytes: BLOCK_CACHE_BYTES_DEFAULT,
             max_open_files: MAX_OPEN_FILES_DEFAULT,
+            write_buffers_bytes: WRITE_BUFFERS_BYTES_DEFAULT,
         }
     }
 }
@@ -78,13 +90,22 @@ impl RocksStore {
         db_options.create_if_missing(true);
         db_options.create_missing_column_families(true);
         db_options.set_max_open_files(options.max_open_files);
+        db_options.set_db_write_buffer_size(options.write_buffers_bytes);
         let descriptors: Vec<ColumnFamilyDescriptor> = Column::all()
             .map(|column| {
                 let mut table_options = BlockBasedOptions::default();
                 table_options.set_block_cache(&cache);
+                table_options.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
+                // Index and filter blocks live in the block cache, so its bound covers them.
+                table_options.set_cache_index_and_filter_blocks(true);
+                table_options.set_pin_l0_filter_and_index_blocks_in_cache(true);
                 let mut cf_options = Options::default();
                 cf_options.set_block_based_table_factory(&table_options);
                 cf_options.set_compression_type(DBCompressionType::Lz4);
+                cf_options.set_write_buffer_size(WRITE_BUFFER_BYTES_PER_TABLE);
+                // A Bloom filter over whole keys in the memtable: absent keys skip the skip list.
+                cf_options.set_memtable_prefix_bloom_ratio(0.1);
+                cf_options.set_memtable_whole_key_filtering(true);
                 ColumnFamilyDescriptor::new(column.name(), cf_options)
             })
             .collect();

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use branchledger_crypto::{Keypair, Signer};
+use branchledger_crypto::Signer;
 use branchledger_storage::RocksStore;
 use branchledger_types::record::{DuesPaid, MemberJoined, MemberStatus, StudyForm, StudySession};
 use branchledger_types::{
-    BranchId, CommitCertificate, CommitSignature, ConsensusParams, Date, MemberId, Period, Record,
+    CommitCertificate, CommitSignature, ConsensusParams, Date, MemberId, Period, Record,
     RecordBody, SignedRecord, Vote, VoteKind,
 };
 use rayon::prelude::*;
@@ -116,16 +116,7 @@ pub fn run(args: &GenChainArgs) -> Result<()> {
     )?;
     let home = Home::new(net.join("node0"));
     let consensus_key = read_key(&home.key_path(KeyRole::Consensus), KeyRole::Consensus)?;
-    let mut branch_keys: Vec<(BranchId, Keypair)> = Vec::new();
-    for (i, branch) in genesis.branches.iter().enumerate() {
-        let path = if i == 0 {
-            home.key_path(KeyRole::Branch)
-        } else {
-            net.join("branches")
-                .join(format!("{}.json", branch.branch_id))
-        };
-        branch_keys.push((branch.branch_id.clone(), read_key(&path, KeyRole::Branch)?));
-    }
+    let branch_keys = crate::devnet::branch_keys(&net, &genesis)?;
     let store = Arc::new(RocksStore::open(&home.data_dir().join("store"))?);
     let ledger = Ledger::new(Arc::new(genesis.clone()), store);
     // All activity in the year before this one, so no date is in the future.

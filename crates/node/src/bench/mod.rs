@@ -5,10 +5,15 @@
 //!   the queries, the auditor and block sync can be measured on a chain of that size;
 //! * `query` drives a query load against a node's API and reports queries/s and latency
 //!   percentiles per query;
+//! * `cluster` runs a local validator network and steps an open-loop record load (`load`, a
+//!   process of its own) up to saturation, against this machine's own signature-checking
+//!   limit measured in the same run;
 //!
 //! Every tool prints one JSON object on standard output, for the scripts to collect.
 
 pub mod chain;
+pub mod cluster;
+pub mod load;
 pub mod query;
 
 /// Latency summary of a set of samples, in milliseconds.
@@ -54,6 +59,10 @@ pub enum BenchCommand {
     GenChain(chain::GenChainArgs),
     /// Measure queries against a running node.
     Query(query::QueryArgs),
+    /// Offer signed records at a fixed rate to running nodes (the cluster benchmark's load).
+    Load(load::LoadArgs),
+    /// Throughput and finality of a local validator network, against this machine's limit.
+    Cluster(cluster::ClusterArgs),
 }
 
 /// Runs a bench command.
@@ -61,6 +70,13 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::GenChain(args) => chain::run(&args),
         BenchCommand::Query(args) => crate::cli::run(query::run(&args)),
+        BenchCommand::Load(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(load::run(&args))
+        }
+        BenchCommand::Cluster(args) => cluster::run(&args),
     }
 }
 

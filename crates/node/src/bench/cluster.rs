@@ -1,0 +1,313 @@
+//! `branchd bench cluster`: throughput and finality of a local validator network, against
+//! this machine's own limit measured in the same run.
+//!
+//! 1. Measures the single-thread ed25519 batch-verification rate here; every validator
+//!    verifies every record once, so `cores × batch rate / validators` records/s is the
+//!    ceiling signature checking allows.
+//! 2. Generates a network (free loopback ports), starts one `branchd start` per validator, and
+//!    has the members of every branch join.
+//! 3. For each offered rate, runs `branchd bench load` as a separate process for the window,
+//!    and stops at saturation (commits fall below 90% of the offer, records are lost, or
+//!    p99 exceeds 5 s).
+//! 4. Runs once more at half the best committed rate, for the latency there.
+//! 5. Reports every step, the ratio to the ceiling, and each node's peak resident memory, as
+//!    JSON (`--out`) and as a table.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use branchledger_api::pb;
+use branchledger_crypto::{BatchVerifier, Keypair, Signer};
+use branchledger_types::record::{MemberJoined, MemberStatus};
+use branchledger_types::{ConsensusParams, Date, Record, RecordBody, SignedRecord};
+use rayon::prelude::*;
+
+use super::chain::member;
+use super::load::LoadReport;
+use crate::cli::Api;
+use crate::{localnet, testnet};
+
+/// Offered rates tried in turn when none are given, records/s.
+const RATES_DEFAULT: &[u64] = &[
+    500, 1_000, 2_000, 3_000, 4_000, 6_000, 8_000, 12_000, 16_000, 24_000, 32_000,
+];
+
+/// Arguments of `branchd bench cluster`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ClusterArgs {
+    /// Validators.
+    #[arg(long, default_value_t = 4)]
+    pub validators: usize,
+    /// Seconds each offered rate is sustained.
+    #[arg(long, default_value_t = 30.0)]
+    pub seconds: f64,
+    /// Offered rates to try, comma separated (default: 500 up to 32 000).
+    #[arg(long, value_delimiter = ',')]
+    pub rates: Vec<u64>,
+    /// Members per branch.
+    #[arg(long, default_value_t = 250)]
+    pub members_per_branch: u64,
+    /// Most records per block (genesis).
+    #[arg(long, default_value_t = 5_000)]
+    pub block_records: u32,
+    /// Where to write the JSON report.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Where to keep the network and the logs (default: a temporary directory).
+    #[arg(long)]
+    pub home: Option<PathBuf>,
+    /// Skip the run at half the saturation rate.
+    #[arg(long)]
+    pub no_half: bool,
+}
+
+/// The whole report.
+#[derive(Debug, serde::Serialize)]
+pub struct ClusterReport {
+    /// Cores of this machine.
+    pub cores: usize,
+    /// Validators.
+    pub validators: usize,
+    /// ed25519 signatures verified per second by one thread, batched.
+    pub batch_verify_per_core: f64,
+    /// `cores × batch rate / validators`.
+    pub ceiling_records_per_second: f64,
+    /// Every offered rate, in order.
+    pub steps: Vec<LoadReport>,
+    /// The best committed records/s of any step without loss.
+    pub best_committed_per_second: f64,
+    /// `best / ceiling`.
+    pub ratio_to_ceiling: f64,
+    /// The run at half the best rate.
+    pub half: Option<LoadReport>,
+    /// Each node's peak resident memory, bytes (VmHWM).
+    pub node_peak_rss_bytes: Vec<u64>,
+}
+
+/// Verifies `count` signatures (of `keys` distinct keys) in batches of 256 on one thread;
+/// returns signatures per second.
+pub fn batch_verify_rate(count: usize) -> f64 {
+    let keys: Vec<Keypair> = (0..50u8).map(|i| Keypair::from_seed([i; 32])).collect();
+    let messages: Vec<Vec<u8>> = (0..count)
+        .map(|i| format!("branchledger batch rate sample {i}").into_bytes())
+        .collect();
+    let signed: Vec<_> = messages
+        .par_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            (
+                keys[i % keys.len()].public_key(),
+                keys[i % keys.len()].sign(m),
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    for (chunk, sigs) in messages.chunks(256).zip(signed.chunks(256)) {
+        let mut batch = BatchVerifier::with_capacity(chunk.len());
+        for (message, (key, signature)) in chunk.iter().zip(sigs) {
+            batch.queue(*key, message, *signature);
+        }
+        // A failure here would be a bug in the sample, not a measurement.
+        assert!(batch.verify().is_ok(), "sample signatures verify");
+    }
+    count as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Peak resident memory of a process, bytes.
+fn peak_rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+fn saturated(report: &LoadReport) -> bool {
+    report.lost > 0
+        || report.committed_per_second < 0.9 * report.offered_rate as f64
+        || report.p99_ms > 5_000.0
+}
+
+/// Runs the benchmark.
+pub fn run(args: &ClusterArgs) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    eprintln!("bench: measuring the batch verification rate of one core");
+    let batch_rate = batch_verify_rate(50_000);
+    let ceiling = cores as f64 * batch_rate / args.validators as f64;
+    eprintln!(
+        "bench: {batch_rate:.0} signatures/s per core; ceiling {cores} × {batch_rate:.0} / {} = {ceiling:.0} records/s",
+        args.validators
+    );
+    let temp;
+    let root = match &args.home {
+        Some(path) => path.clone(),
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("branchledger-bench-")
+                .tempdir()?;
+            temp.path().to_owned()
+        }
+    };
+    let net = root.join("net");
+    let genesis = testnet::generate_with(
+        &net,
+        &testnet::TestnetOptions {
+            chain_id: "branchledger-bench".into(),
+            validators: args.validators,
+            branches: args.validators,
+            genesis_time_ms: crate::devnet::now_ms().saturating_sub(1_000),
+            ports: testnet::Ports::Free,
+            consensus: ConsensusParams {
+                max_block_records: args.block_records,
+                ..ConsensusParams::default()
+            },
+        },
+    )?;
+    let mut network = localnet::Network::start(&net, &root, args.validators)?;
+    let apis: Vec<String> = network.apis.iter().map(|a| a.api.clone()).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        localnet::wait_connected(&network.apis).await?;
+        // Every member joins before the load.
+        let keys = crate::devnet::branch_keys(&net, &genesis)?;
+        let today = Date::from_unix_ms(crate::devnet::now_ms());
+        let joins: Vec<SignedRecord> = (0..args.members_per_branch)
+            .flat_map(|m| (0..keys.len()).map(move |b| (b, m)))
+            .map(|(b, m)| {
+                Record {
+                    chain_id: genesis.chain_id.clone(),
+                    branch_id: keys[b].0.clone(),
+                    created_at_ms: crate::devnet::now_ms(),
+                    nonce: m,
+                    body: RecordBody::MemberJoined(MemberJoined {
+                        member_id: member(b, m),
+                        joined_on: today,
+                        status: MemberStatus::Full,
+                        mobile: false,
+                        member_key: None,
+                    }),
+                }
+                .sign(&keys[b].1)
+            })
+            .collect();
+        let api = Api::connect(&network.apis[0]).await?;
+        let mut submit = api.submit();
+        for chunk in joins.chunks(1_000) {
+            let answer = submit
+                .submit_batch(pb::SubmitBatchRequest {
+                    signed_records: chunk.iter().map(SignedRecord::to_bytes).collect(),
+                })
+                .await
+                .map_err(crate::cli::status_error)?
+                .into_inner();
+            if answer.admitted as usize != chunk.len() {
+                bail!("members could not join: {:?}", answer.results.first());
+            }
+        }
+        let last = joins.last().map(|r| r.id().to_hex()).unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut ledger = api.ledger();
+        loop {
+            let status = ledger
+                .get_record(pb::GetRecordRequest {
+                    record_id: last.clone(),
+                })
+                .await
+                .map(|r| r.into_inner().status);
+            if status.is_ok_and(|s| s == "committed") {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("the members' joins did not commit within 120 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+
+    let exe = std::env::current_exe().context("finding the branchd binary")?;
+    let mut nonce_base = 1_000_000_000u64;
+    let mut load = |rate: u64| -> Result<LoadReport> {
+        eprintln!("bench: offering {rate} records/s for {} s", args.seconds);
+        let output = Command::new(&exe)
+            .args(["bench", "load", "--net"])
+            .arg(&net)
+            .arg("--apis")
+            .arg(apis.join(","))
+            .args(["--rate", &rate.to_string()])
+            .args(["--seconds", &args.seconds.to_string()])
+            .args(["--members-per-branch", &args.members_per_branch.to_string()])
+            .args(["--nonce-base", &nonce_base.to_string()])
+            .output()
+            .context("running the load generator")?;
+        nonce_base += 1_000_000_000;
+        if !output.status.success() {
+            bail!(
+                "the load generator failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let report: LoadReport = serde_json::from_slice(&output.stdout)
+            .context("reading the load generator's report")?;
+        eprintln!(
+            "bench:   committed {:.0}/s, lost {}, full {}, p50 {:.0} ms, p99 {:.0} ms",
+            report.committed_per_second,
+            report.lost,
+            report.refused_full,
+            report.p50_ms,
+            report.p99_ms
+        );
+        Ok(report)
+    };
+    let rates = if args.rates.is_empty() {
+        RATES_DEFAULT.to_vec()
+    } else {
+        args.rates.clone()
+    };
+    let mut steps = Vec::new();
+    for rate in rates {
+        let report = load(rate)?;
+        let stop = saturated(&report);
+        steps.push(report);
+        if stop {
+            break;
+        }
+    }
+    let best = steps
+        .iter()
+        .filter(|s| s.lost == 0)
+        .map(|s| s.committed_per_second)
+        .fold(0.0, f64::max);
+    let half = if args.no_half || best < 2.0 {
+        None
+    } else {
+        Some(load((best / 2.0).round() as u64)?)
+    };
+    let node_peak_rss_bytes = network.pids().into_iter().map(peak_rss).collect();
+    network.stop()?;
+    let report = ClusterReport {
+        cores,
+        validators: args.validators,
+        batch_verify_per_core: batch_rate,
+        ceiling_records_per_second: ceiling,
+        steps,
+        best_committed_per_second: best,
+        ratio_to_ceiling: best / ceiling,
+        half,
+        node_peak_rss_bytes,
+    };
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(out) = &args.out {
+        std::fs::write(out, &json).with_context(|| format!("writing {}", out.display()))?;
+    }
+    println!("{json}");
+    Ok(())
+}
