@@ -44,6 +44,10 @@ pub struct GenChainArgs {
     /// Records per block.
     #[arg(long, default_value_t = 5_000)]
     pub block_records: u32,
+    /// Validators: every one signs each block's certificate, but only the first node's store
+    /// is written, so the others start empty and catch up by block sync.
+    #[arg(long, default_value_t = 1)]
+    pub validators: usize,
 }
 
 /// The summary printed at the end.
@@ -96,16 +100,20 @@ fn activity(n: u64, b: usize, members: u64, year: u16) -> RecordBody {
 
 /// Writes the chain.
 pub fn run(args: &GenChainArgs) -> Result<()> {
-    if args.records == 0 || args.branches == 0 || args.members_per_branch == 0 {
-        bail!("--records, --branches and --members-per-branch must be at least 1");
+    if args.records == 0
+        || args.branches == 0
+        || args.members_per_branch == 0
+        || args.validators == 0
+    {
+        bail!("--records, --branches, --members-per-branch and --validators must be at least 1");
     }
     let net = args.out.join("net");
     let genesis = testnet::generate_with(
         &net,
         &testnet::TestnetOptions {
             chain_id: "branchledger-bench".into(),
-            validators: 1,
-            branches: args.branches,
+            validators: args.validators,
+            branches: args.branches.max(args.validators),
             genesis_time_ms: now_ms().saturating_sub(1_000),
             ports: testnet::Ports::Free,
             consensus: ConsensusParams {
@@ -115,7 +123,12 @@ pub fn run(args: &GenChainArgs) -> Result<()> {
         },
     )?;
     let home = Home::new(net.join("node0"));
-    let consensus_key = read_key(&home.key_path(KeyRole::Consensus), KeyRole::Consensus)?;
+    let consensus_keys = (0..args.validators)
+        .map(|i| {
+            let home = Home::new(net.join(format!("node{i}")));
+            read_key(&home.key_path(KeyRole::Consensus), KeyRole::Consensus)
+        })
+        .collect::<Result<Vec<_>>>()?;
     let branch_keys = crate::devnet::branch_keys(&net, &genesis)?;
     let store = Arc::new(RocksStore::open(&home.data_dir().join("store"))?);
     let ledger = Ledger::new(Arc::new(genesis.clone()), store);
@@ -155,7 +168,8 @@ pub fn run(args: &GenChainArgs) -> Result<()> {
             })
             .collect();
         let height = ledger.next_height()?;
-        let built = ledger.build_block(&records, now_ms(), 0)?;
+        let proposer = ledger.validators().proposer(height, 0);
+        let built = ledger.build_block(&records, now_ms(), proposer)?;
         if let Some((id, reason)) = built.refused.first() {
             bail!("generated record {id} refused by the state rules: {reason}");
         }
@@ -169,21 +183,28 @@ pub fn run(args: &GenChainArgs) -> Result<()> {
             sample_record = built.block.records[0].id().to_hex();
         }
         let block_id = built.block.id();
-        let vote = Vote {
-            height,
-            round: 0,
-            kind: VoteKind::Precommit,
-            block_id: Some(block_id),
-            validator_index: 0,
-        };
+        let signatures = consensus_keys
+            .iter()
+            .enumerate()
+            .map(|(index, key)| {
+                let vote = Vote {
+                    height,
+                    round: 0,
+                    kind: VoteKind::Precommit,
+                    block_id: Some(block_id),
+                    validator_index: index as u16,
+                };
+                CommitSignature {
+                    validator_index: index as u16,
+                    signature: key.sign(&vote.signing_message(&genesis.chain_id)),
+                }
+            })
+            .collect();
         let certificate = CommitCertificate {
             height,
             round: 0,
             block_id,
-            signatures: vec![CommitSignature {
-                validator_index: 0,
-                signature: consensus_key.sign(&vote.signing_message(&genesis.chain_id)),
-            }],
+            signatures,
         };
         ledger.commit(built.block, certificate, &built.delta)?;
         written += count;

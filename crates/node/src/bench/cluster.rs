@@ -19,10 +19,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use branchledger_api::pb;
-use branchledger_crypto::{BatchVerifier, Keypair, Signer};
 use branchledger_types::record::{MemberJoined, MemberStatus};
 use branchledger_types::{ConsensusParams, Date, Record, RecordBody, SignedRecord};
-use rayon::prelude::*;
 
 use super::chain::member;
 use super::load::LoadReport;
@@ -86,37 +84,8 @@ pub struct ClusterReport {
     pub node_peak_rss_bytes: Vec<u64>,
 }
 
-/// Verifies `count` signatures (of `keys` distinct keys) in batches of 256 on one thread;
-/// returns signatures per second.
-pub fn batch_verify_rate(count: usize) -> f64 {
-    let keys: Vec<Keypair> = (0..50u8).map(|i| Keypair::from_seed([i; 32])).collect();
-    let messages: Vec<Vec<u8>> = (0..count)
-        .map(|i| format!("branchledger batch rate sample {i}").into_bytes())
-        .collect();
-    let signed: Vec<_> = messages
-        .par_iter()
-        .enumerate()
-        .map(|(i, m)| {
-            (
-                keys[i % keys.len()].public_key(),
-                keys[i % keys.len()].sign(m),
-            )
-        })
-        .collect();
-    let started = Instant::now();
-    for (chunk, sigs) in messages.chunks(256).zip(signed.chunks(256)) {
-        let mut batch = BatchVerifier::with_capacity(chunk.len());
-        for (message, (key, signature)) in chunk.iter().zip(sigs) {
-            batch.queue(*key, message, *signature);
-        }
-        // A failure here would be a bug in the sample, not a measurement.
-        assert!(batch.verify().is_ok(), "sample signatures verify");
-    }
-    count as f64 / started.elapsed().as_secs_f64()
-}
-
 /// Peak resident memory of a process, bytes.
-fn peak_rss(pid: u32) -> u64 {
+pub fn peak_rss(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
@@ -138,7 +107,7 @@ fn saturated(report: &LoadReport) -> bool {
 pub fn run(args: &ClusterArgs) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     eprintln!("bench: measuring the batch verification rate of one core");
-    let batch_rate = batch_verify_rate(50_000);
+    let batch_rate = super::batch_verify_rate(50_000);
     let ceiling = cores as f64 * batch_rate / args.validators as f64;
     eprintln!(
         "bench: {batch_rate:.0} signatures/s per core; ceiling {cores} × {batch_rate:.0} / {} = {ceiling:.0} records/s",

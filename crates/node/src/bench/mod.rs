@@ -9,12 +9,50 @@
 //!   process of its own) up to saturation, against this machine's own signature-checking
 //!   limit measured in the same run;
 //!
+//! * `audit` runs the full-chain audit and the batch-verification rate in one run, and `sync`
+//!   times an empty validator catching up by block sync.
+//!
 //! Every tool prints one JSON object on standard output, for the scripts to collect.
 
+use std::time::Instant;
+
+use branchledger_crypto::{BatchVerifier, Keypair, Signer};
+use rayon::prelude::*;
+
+pub mod audit;
 pub mod chain;
 pub mod cluster;
 pub mod load;
 pub mod query;
+
+/// Verifies `count` signatures (of `keys` distinct keys) in batches of 256 on one thread;
+/// returns signatures per second.
+pub fn batch_verify_rate(count: usize) -> f64 {
+    let keys: Vec<Keypair> = (0..50u8).map(|i| Keypair::from_seed([i; 32])).collect();
+    let messages: Vec<Vec<u8>> = (0..count)
+        .map(|i| format!("branchledger batch rate sample {i}").into_bytes())
+        .collect();
+    let signed: Vec<_> = messages
+        .par_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            (
+                keys[i % keys.len()].public_key(),
+                keys[i % keys.len()].sign(m),
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    for (chunk, sigs) in messages.chunks(256).zip(signed.chunks(256)) {
+        let mut batch = BatchVerifier::with_capacity(chunk.len());
+        for (message, (key, signature)) in chunk.iter().zip(sigs) {
+            batch.queue(*key, message, *signature);
+        }
+        // A failure here would be a bug in the sample, not a measurement.
+        assert!(batch.verify().is_ok(), "sample signatures verify");
+    }
+    count as f64 / started.elapsed().as_secs_f64()
+}
 
 /// Latency summary of a set of samples, in milliseconds.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
@@ -63,6 +101,10 @@ pub enum BenchCommand {
     Load(load::LoadArgs),
     /// Throughput and finality of a local validator network, against this machine's limit.
     Cluster(cluster::ClusterArgs),
+    /// Full-chain audit rate against this machine's batch-verification rate, in one run.
+    Audit(audit::AuditArgs),
+    /// Catch-up rate of an empty validator syncing a chain `gen-chain --validators 2` wrote.
+    Sync(audit::SyncArgs),
 }
 
 /// Runs a bench command.
@@ -77,6 +119,8 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
             runtime.block_on(load::run(&args))
         }
         BenchCommand::Cluster(args) => cluster::run(&args),
+        BenchCommand::Audit(args) => audit::run(&args),
+        BenchCommand::Sync(args) => audit::sync(&args),
     }
 }
 
