@@ -175,16 +175,7 @@ pub fn run(args: DevnetArgs) -> Result<()> {
     if args.months == 0 || args.months > 24 {
         bail!("--months must be in 1..=24");
     }
-    let temp;
-    let root = match &args.home {
-        Some(path) => path.clone(),
-        None => {
-            temp = tempfile::Builder::new()
-                .prefix("branchledger-devnet-")
-                .tempdir()?;
-            temp.path().to_owned()
-        }
-    };
+    let (_temp, root) = localnet::work_dir(args.home.as_deref(), "branchledger-devnet-")?;
     let net = root.join("net");
     let genesis = testnet::generate_with(
         &net,

@@ -11,6 +11,22 @@ use branchledger_api::pb;
 
 use crate::cli::{Api, ApiArgs};
 
+/// The directory a network is written to: `home` if given, else a new temporary directory
+/// (removed when the returned guard drops).
+pub fn work_dir(
+    home: Option<&Path>,
+    prefix: &str,
+) -> Result<(Option<tempfile::TempDir>, std::path::PathBuf)> {
+    match home {
+        Some(path) => Ok((None, path.to_owned())),
+        None => {
+            let temp = tempfile::Builder::new().prefix(prefix).tempdir()?;
+            let path = temp.path().to_owned();
+            Ok((Some(temp), path))
+        }
+    }
+}
+
 /// Time allowed for the nodes to start and connect.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use branchledger_api::{convert, pb};
 use branchledger_crypto::Hash;
 use branchledger_state::{keys, read};
-use branchledger_storage::{ChainReader, IndexEntry, Page, RocksStore};
+use branchledger_storage::{ChainReader, IndexEntry, Page, RocksStore, StoredRecord};
 use branchledger_types::{BlockHeader, Height, RecordKind, ValidationError};
 use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
@@ -61,6 +61,16 @@ fn header_at(store: &RocksStore, height: Height) -> Result<BlockHeader, Status> 
         .ok_or_else(|| internal(format!("block {height} is indexed but not stored")))
 }
 
+/// Where a stored record is, in the API's terms.
+fn location(stored: &StoredRecord, header: &BlockHeader) -> pb::RecordLocation {
+    pb::RecordLocation {
+        height: stored.height,
+        index: stored.index,
+        block_id: header.block_id().to_hex(),
+        time_ms: header.time_ms,
+    }
+}
+
 /// The records an index page points to, with where each is.
 fn records_of(store: &RocksStore, page: Page<IndexEntry>) -> Result<pb::RecordPage, Status> {
     let mut headers: BTreeMap<Height, BlockHeader> = BTreeMap::new();
@@ -73,15 +83,9 @@ fn records_of(store: &RocksStore, page: Page<IndexEntry>) -> Result<pb::RecordPa
         if let std::collections::btree_map::Entry::Vacant(slot) = headers.entry(stored.height) {
             slot.insert(header_at(store, stored.height)?);
         }
-        let header = &headers[&stored.height];
         records.push(pb::CommittedRecord {
             record: Some(pb::SignedRecord::from(&stored.record)),
-            location: Some(pb::RecordLocation {
-                height: stored.height,
-                index: stored.index,
-                block_id: header.block_id().to_hex(),
-                time_ms: header.time_ms,
-            }),
+            location: Some(location(&stored, &headers[&stored.height])),
         });
     }
     Ok(pb::RecordPage {
@@ -181,12 +185,7 @@ impl pb::ledger_server::Ledger for LedgerService {
             let mut response = pb::GetRecordResponse {
                 status: "committed".into(),
                 record: Some(pb::SignedRecord::from(&stored.record)),
-                location: Some(pb::RecordLocation {
-                    height: stored.height,
-                    index: stored.index,
-                    block_id: header.block_id().to_hex(),
-                    time_ms: header.time_ms,
-                }),
+                location: Some(location(&stored, &header)),
                 ..Default::default()
             };
             if let Some(entry) = correctable {

@@ -113,16 +113,7 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
         "bench: {batch_rate:.0} signatures/s per core; ceiling {cores} × {batch_rate:.0} / {} = {ceiling:.0} records/s",
         args.validators
     );
-    let temp;
-    let root = match &args.home {
-        Some(path) => path.clone(),
-        None => {
-            temp = tempfile::Builder::new()
-                .prefix("branchledger-bench-")
-                .tempdir()?;
-            temp.path().to_owned()
-        }
-    };
+    let (_temp, root) = localnet::work_dir(args.home.as_deref(), "branchledger-bench-")?;
     let net = root.join("net");
     let genesis = testnet::generate_with(
         &net,

@@ -174,10 +174,15 @@ pub async fn status(args: &ApiArgs, json: bool) -> Result<()> {
         println!("not committing: {}", status.not_committing_reason);
     }
     println!("validators (quorum {}):", status.quorum);
+    print_validators(&status.validators);
+    Ok(())
+}
+
+/// The validator set as a table.
+pub fn print_validators(validators: &[pb::ValidatorInfo]) {
     print_table(
-        &["#", "name", "branch", "peer id"],
-        &status
-            .validators
+        &["#", "name", "branch", "peer id", "consensus key"],
+        &validators
             .iter()
             .map(|v| {
                 vec![
@@ -185,11 +190,11 @@ pub async fn status(args: &ApiArgs, json: bool) -> Result<()> {
                     v.name.clone(),
                     v.branch_id.clone(),
                     v.peer_id.clone(),
+                    v.consensus_key.clone(),
                 ]
             })
             .collect::<Vec<_>>(),
     );
-    Ok(())
 }
 
 fn status_json(s: &pb::StatusResponse) -> serde_json::Value {

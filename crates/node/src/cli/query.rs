@@ -632,21 +632,7 @@ pub async fn run(args: &ApiArgs, query: &Query, json_out: bool) -> Result<()> {
                     "validator_set_id": answer.validator_set_id,
                 }));
             }
-            print_table(
-                &["#", "name", "branch", "consensus key"],
-                &answer
-                    .validators
-                    .iter()
-                    .map(|v| {
-                        vec![
-                            v.index.to_string(),
-                            v.name.clone(),
-                            v.branch_id.clone(),
-                            v.consensus_key.clone(),
-                        ]
-                    })
-                    .collect::<Vec<_>>(),
-            );
+            super::print_validators(&answer.validators);
             println!("quorum {}", answer.quorum);
         }
         Query::Evidence => {
