@@ -5,9 +5,13 @@
 //! commit certificate against the validator set (a quorum of distinct validators, every
 //! signature valid, the right block id); the records root and count; every record's stateless
 //! rules and signatures (batched across all cores); and, by replaying every record through the
-//! state rules on a fresh in-memory state, the block's `state_digest`. After the last block it
-//! compares every index and aggregate table the node stored with the replayed state, so an
-//! index or aggregate changed on disk without the chain changing is found too.
+//! state rules on a fresh state, the block's `state_digest`. After the last block it compares
+//! every index and aggregate table the node stored with the replayed state, so an index or
+//! aggregate changed on disk without the chain changing is found too.
+//!
+//! The replayed state lives in a scratch RocksDB store of its own, in a temporary directory
+//! removed afterwards: memory stays bounded whatever the length of the chain, and the final
+//! comparison walks both stores side by side in key order.
 //!
 //! It never writes to what it audits, and it reports the first failure: the height, the
 //! record if one is to blame, and the rule broken.
@@ -18,8 +22,8 @@ pub mod proof;
 use std::time::{Duration, Instant};
 
 use branchledger_crypto::Hash;
-use branchledger_state::{apply_block, BlockError, MemState, Table};
-use branchledger_storage::{ChainReader, Column, StorageError};
+use branchledger_state::{apply_block, BlockError, StateDelta, Table};
+use branchledger_storage::{ChainReader, Column, RocksOptions, RocksStore, StorageError};
 use branchledger_types::{BlockHeader, Genesis, Height};
 use branchledger_verifier::VerificationError;
 use serde::Serialize;
@@ -88,17 +92,57 @@ pub(crate) fn verification_failure(height: Height, error: VerificationError) -> 
     fail(height, record, error.to_string())
 }
 
-/// Verifies the chain in `store` against `genesis`. `progress` is called after each block
-/// with the height and the records verified so far.
+/// The replayed state: a scratch store in a temporary directory, removed when dropped.
+struct Replay {
+    store: RocksStore,
+    _dir: tempfile::TempDir,
+}
+
+impl Replay {
+    /// An empty replay under `parent` (the system's temporary directory when `None`).
+    fn new(parent: Option<&std::path::Path>) -> Result<Replay, AuditFailure> {
+        let scratch = |e: String| fail(0, None, format!("scratch store for the replay: {e}"));
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("branchledger-audit-");
+        let dir = match parent {
+            Some(parent) => builder.tempdir_in(parent),
+            None => builder.tempdir(),
+        }
+        .map_err(|e| scratch(e.to_string()))?;
+        let store = RocksStore::open_with(&dir.path().join("state"), &RocksOptions::default())
+            .map_err(|e| scratch(e.to_string()))?;
+        Ok(Replay { store, _dir: dir })
+    }
+
+    fn apply(&self, height: Height, delta: &StateDelta) -> Result<(), AuditFailure> {
+        self.store
+            .write_scratch_state(delta)
+            .map_err(|e| fail(height, None, format!("scratch store for the replay: {e}")))
+    }
+}
+
+/// Verifies the chain in `store` against `genesis`, replaying the state in a scratch store
+/// under the system's temporary directory. `progress` is called after each block with the
+/// height and the records verified so far.
 pub fn verify_store(
     genesis: &Genesis,
     store: &impl ChainReader,
+    progress: impl FnMut(Height, u64),
+) -> Result<AuditReport, AuditFailure> {
+    verify_store_in(genesis, store, None, progress)
+}
+
+/// [`verify_store`], with the scratch store under `scratch_parent`.
+pub fn verify_store_in(
+    genesis: &Genesis,
+    store: &impl ChainReader,
+    scratch_parent: Option<&std::path::Path>,
     mut progress: impl FnMut(Height, u64),
 ) -> Result<AuditReport, AuditFailure> {
     let started = Instant::now();
     let tip = store.tip().map_err(|e| storage_failure(0, e))?;
     let tip_height = tip.as_ref().map_or(0, |t| t.height);
-    let mut state = MemState::new();
+    let state = Replay::new(scratch_parent)?;
     let mut prev: Option<BlockHeader> = None;
     let mut digest = Hash::ZERO;
     let mut records = 0u64;
@@ -121,7 +165,7 @@ pub fn verify_store(
             || branchledger_verifier::verify_committed_block(genesis, prev.as_ref(), &committed),
             || {
                 apply_block(
-                    &state,
+                    &state.store,
                     genesis,
                     height,
                     block.header.time_ms,
@@ -152,7 +196,7 @@ pub fn verify_store(
                 ),
             ));
         }
-        state.apply_delta(delta);
+        state.apply(height, &delta)?;
         digest = next_digest;
         records += block.records.len() as u64;
         prev = Some(block.header.clone());
@@ -167,9 +211,16 @@ pub fn verify_store(
             ));
         }
     }
-    let state_entries = compare_state(store, &state).map_err(|mismatch| {
+    let state_entries = compare_state(store, &state.store).map_err(|mismatch| {
         // Only on failure: replay again to name the last block that wrote the key.
-        let height = last_write_height(genesis, store, mismatch.table, &mismatch.key, tip_height);
+        let height = last_write_height(
+            genesis,
+            store,
+            scratch_parent,
+            mismatch.table,
+            &mismatch.key,
+            tip_height,
+        );
         fail(height, None, mismatch.rule)
     })?;
     Ok(AuditReport {
@@ -199,11 +250,14 @@ struct Mismatch {
 fn last_write_height(
     genesis: &Genesis,
     store: &impl ChainReader,
+    scratch_parent: Option<&std::path::Path>,
     table: Table,
     key: &[u8],
     tip_height: Height,
 ) -> Height {
-    let mut state = MemState::new();
+    let Ok(state) = Replay::new(scratch_parent) else {
+        return tip_height;
+    };
     let mut digest = Hash::ZERO;
     let mut last = tip_height;
     for height in 1..=tip_height {
@@ -212,7 +266,7 @@ fn last_write_height(
         };
         let block = &committed.block;
         let Ok((delta, next)) = apply_block(
-            &state,
+            &state.store,
             genesis,
             height,
             block.header.time_ms,
@@ -224,14 +278,69 @@ fn last_write_height(
         if delta.writes.contains_key(&(table, key.to_vec())) {
             last = height;
         }
-        state.apply_delta(delta);
+        if state.apply(height, &delta).is_err() {
+            break;
+        }
         digest = next;
     }
     last
 }
 
-/// Every stored state table must equal the replayed state, entry for entry.
-fn compare_state(store: &impl ChainReader, state: &MemState) -> Result<u64, Mismatch> {
+/// A stored key and value.
+type Entry = (Vec<u8>, Vec<u8>);
+
+/// A table's entries in key order, read a page at a time.
+struct Entries<'a, R: ?Sized> {
+    reader: &'a R,
+    column: Column,
+    page: std::vec::IntoIter<Entry>,
+    after: Option<Vec<u8>>,
+    done: bool,
+}
+
+impl<'a, R: ChainReader + ?Sized> Entries<'a, R> {
+    fn new(reader: &'a R, table: Table) -> Self {
+        Entries {
+            reader,
+            column: Column::State(table),
+            page: Vec::new().into_iter(),
+            after: None,
+            done: false,
+        }
+    }
+
+    fn next_entry(&mut self) -> Result<Option<Entry>, StorageError> {
+        if let Some(entry) = self.page.next() {
+            self.after = Some(entry.0.clone());
+            return Ok(Some(entry));
+        }
+        if self.done {
+            return Ok(None);
+        }
+        let page = self
+            .reader
+            .scan_raw(self.column, &[], self.after.as_deref(), SCAN_PAGE)?;
+        self.done = page.len() < SCAN_PAGE;
+        self.page = page.into_iter();
+        match self.page.next() {
+            Some(entry) => {
+                self.after = Some(entry.0.clone());
+                Ok(Some(entry))
+            }
+            None => {
+                self.done = true;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Every stored state table must equal the replayed state, entry for entry: both are walked
+/// in key order side by side.
+fn compare_state(
+    store: &(impl ChainReader + ?Sized),
+    replay: &RocksStore,
+) -> Result<u64, Mismatch> {
     let mut compared = 0u64;
     for table in Table::ALL {
         let mismatch = |key: &[u8], rule: String| Mismatch {
@@ -239,62 +348,52 @@ fn compare_state(store: &impl ChainReader, state: &MemState) -> Result<u64, Mism
             key: key.to_vec(),
             rule,
         };
-        let mut expected = state.iter_table(*table);
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = store
-                .scan_raw(Column::State(*table), &[], after.as_deref(), SCAN_PAGE)
-                .map_err(|e| mismatch(&[], format!("{}: reading the store: {e}", table.name())))?;
-            for (key, value) in &page {
-                compared += 1;
-                match expected.next() {
-                    Some((k, v)) if k == key.as_slice() && v == value.as_slice() => {}
-                    Some((k, _)) if k == key.as_slice() => {
-                        return Err(mismatch(
-                            key,
-                            format!(
-                                "{}: stored value of key {} differs from the replay",
-                                table.name(),
-                                branchledger_state::read::display_key(key)
-                            ),
-                        ));
-                    }
-                    Some((k, _)) if k < key.as_slice() => {
-                        return Err(mismatch(
-                            k,
-                            format!(
-                                "{}: key {} is missing from the store",
-                                table.name(),
-                                branchledger_state::read::display_key(k)
-                            ),
-                        ));
-                    }
-                    _ => {
-                        return Err(mismatch(
-                            key,
-                            format!(
-                                "{}: stored key {} was written by no block",
-                                table.name(),
-                                branchledger_state::read::display_key(key)
-                            ),
-                        ));
-                    }
-                }
-            }
-            if page.len() < SCAN_PAGE {
-                break;
-            }
-            after = page.last().map(|(k, _)| k.clone());
-        }
-        if let Some((k, _)) = expected.next() {
-            return Err(mismatch(
+        let read_error = |who: &str, e: StorageError| {
+            mismatch(&[], format!("{}: reading the {who}: {e}", table.name()))
+        };
+        let missing = |k: &[u8]| {
+            mismatch(
                 k,
                 format!(
                     "{}: key {} is missing from the store",
                     table.name(),
                     branchledger_state::read::display_key(k)
                 ),
-            ));
+            )
+        };
+        let mut expected = Entries::new(replay, *table);
+        let mut stored = Entries::new(store, *table);
+        loop {
+            let want = expected.next_entry().map_err(|e| read_error("replay", e))?;
+            let have = stored.next_entry().map_err(|e| read_error("store", e))?;
+            match (want, have) {
+                (None, None) => break,
+                (Some((k, v)), Some((key, value))) if k == key => {
+                    compared += 1;
+                    if v != value {
+                        return Err(mismatch(
+                            &key,
+                            format!(
+                                "{}: stored value of key {} differs from the replay",
+                                table.name(),
+                                branchledger_state::read::display_key(&key)
+                            ),
+                        ));
+                    }
+                }
+                (Some((k, _)), None) => return Err(missing(&k)),
+                (Some((k, _)), Some((key, _))) if k < key => return Err(missing(&k)),
+                (_, Some((key, _))) => {
+                    return Err(mismatch(
+                        &key,
+                        format!(
+                            "{}: stored key {} was written by no block",
+                            table.name(),
+                            branchledger_state::read::display_key(&key)
+                        ),
+                    ));
+                }
+            }
         }
     }
     Ok(compared)

@@ -189,6 +189,11 @@ enum AuditCommand {
         /// Print the report (or the failure) as JSON.
         #[arg(long)]
         json: bool,
+        /// Where the replayed state is kept while the audit runs (a temporary directory is
+        /// made and removed inside it; default: the system's temporary directory). It needs
+        /// room for a copy of the node's state.
+        #[arg(long)]
+        scratch_dir: Option<PathBuf>,
     },
     /// Write the inclusion proof of a record (JSON): the record, its Merkle path, its block's
     /// header and commit certificate.
@@ -376,8 +381,11 @@ fn main() -> Result<()> {
                 data_dir,
                 export,
                 json,
+                scratch_dir,
             } => match (data_dir, export) {
-                (Some(data_dir), _) => audit_verify(&genesis, &data_dir, json),
+                (Some(data_dir), _) => {
+                    audit_verify(&genesis, &data_dir, json, scratch_dir.as_deref())
+                }
                 (None, Some(export)) => audit_verify_export(&genesis, &export, json),
                 (None, None) => anyhow::bail!("give --data-dir or --export"),
             },
@@ -519,6 +527,7 @@ fn audit_verify(
     genesis_path: &std::path::Path,
     data_dir: &std::path::Path,
     json: bool,
+    scratch_dir: Option<&std::path::Path>,
 ) -> Result<()> {
     let genesis = read_genesis(genesis_path)?;
     let store = open_store(data_dir)?;
@@ -537,13 +546,14 @@ fn audit_verify(
         .expect("a valid template")
         .progress_chars("=> "),
     );
-    let result = branchledger_audit::verify_store(&genesis, &store, |height, records| {
-        bar.set_position(height);
-        bar.set_message(format!(
-            "{records} records, {:.0} records/s",
-            records as f64 / started.elapsed().as_secs_f64().max(1e-9)
-        ));
-    });
+    let result =
+        branchledger_audit::verify_store_in(&genesis, &store, scratch_dir, |height, records| {
+            bar.set_position(height);
+            bar.set_message(format!(
+                "{records} records, {:.0} records/s",
+                records as f64 / started.elapsed().as_secs_f64().max(1e-9)
+            ));
+        });
     bar.finish_and_clear();
     match result {
         Ok(report) => {

@@ -163,6 +163,25 @@ impl RocksStore {
         })
     }
 
+    /// Writes a state delta alone, unsynced and without the write-ahead log: for a scratch
+    /// store whose content is rebuilt if lost (the auditor replays a chain into one). Never
+    /// use it on a node's store.
+    pub fn write_scratch_state(&self, delta: &StateDelta) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for ((table, key), value) in &delta.writes {
+            let cf = self.cf(Column::State(*table))?;
+            match value {
+                Some(value) => batch.put_cf(cf, key, value),
+                None => batch.delete_cf(cf, key),
+            }
+        }
+        let mut write_options = WriteOptions::default();
+        write_options.disable_wal(true);
+        self.db
+            .write_opt(batch, &write_options)
+            .map_err(|e| StorageError::Backend(e.to_string()))
+    }
+
     fn write_synced(&self, batch: WriteBatch) -> Result<()> {
         // sync = true: the write-ahead log is fsynced before the write returns, so a block
         // acknowledged as committed survives a power loss, not only a process crash.

@@ -20,6 +20,9 @@ pub struct AuditArgs {
     /// The node's RocksDB store.
     #[arg(long)]
     pub data_dir: PathBuf,
+    /// Where the replayed state is kept (default: the system's temporary directory).
+    #[arg(long)]
+    pub scratch_dir: Option<PathBuf>,
 }
 
 /// What the audit measured.
@@ -51,8 +54,13 @@ pub fn run(args: &AuditArgs) -> Result<()> {
     let genesis = crate::read_genesis(&args.genesis)?;
     let store = crate::open_store(&args.data_dir)?;
     let started = Instant::now();
-    let report = branchledger_audit::verify_store(&genesis, &store, |_, _| {})
-        .map_err(|failure| anyhow::anyhow!("audit failed at {failure}"))?;
+    let report = branchledger_audit::verify_store_in(
+        &genesis,
+        &store,
+        args.scratch_dir.as_deref(),
+        |_, _| {},
+    )
+    .map_err(|failure| anyhow::anyhow!("audit failed at {failure}"))?;
     let seconds = started.elapsed().as_secs_f64();
     let rate = report.records as f64 / seconds.max(1e-9);
     let bench = AuditBench {
