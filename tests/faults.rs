@@ -3,6 +3,9 @@
 //! load lose nothing they acknowledged, never sign conflicting votes, and end with identical
 //! chains that an auditor verifies.
 //!
+//! A validator whose clock is an hour ahead never gets a block of its own committed: the
+//! others refuse its proposals as coming from the future, and the chain's times stay true.
+//!
 //! The crash test is randomised: it prints its seed, and `BRANCHLEDGER_CRASH_SEED=<seed>`
 //! replays the same kill schedule; `BRANCHLEDGER_CRASH_KILLS=<n>` runs the long form.
 
@@ -209,5 +212,63 @@ async fn validators_killed_at_random_instants_under_load_lose_nothing_acknowledg
         "crash test: {} records acknowledged, {} blocks, all present on every node",
         acknowledged.len(),
         shortest
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_with_its_clock_an_hour_ahead_cannot_get_a_block_from_the_future_committed() {
+    let mut cluster = Cluster::new(4, fast_timeouts);
+    for i in 0..3 {
+        cluster.start(i);
+    }
+    cluster.start_with(3, &["--clock-offset-ms", "3600000"]);
+    cluster.wait_connected().await;
+    // Enough heights that node 3 is the first proposer of several of them.
+    for i in 0..4 {
+        submit(&cluster, i, member_joined(&format!("m-{i}")), 60_000)
+            .await
+            .unwrap_or_else(|e| panic!("node {i}: {e}"));
+    }
+    let mut top = 0;
+    for n in 0..12u32 {
+        let i = (n % 4) as usize;
+        let response = submit(&cluster, i, study(&format!("m-{i}"), 10 + n), 60_000)
+            .await
+            .unwrap_or_else(|e| panic!("node {i}: {e}"));
+        top = top.max(response.committed.expect("committed").height);
+    }
+    assert!(top >= 16, "only {top} heights");
+    let drift_ms = 2_000;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    cluster.terminate_all();
+    let mut by_proposer = [0usize; 4];
+    for bytes in cluster.blocks(0) {
+        let block = branchledger_types::Block::from_bytes(&bytes, usize::MAX).expect("block");
+        assert!(
+            block.header.time_ms <= now_ms + drift_ms,
+            "block {} carries time {} ms, {} ms ahead of the true clock",
+            block.header.height,
+            block.header.time_ms,
+            block.header.time_ms - now_ms
+        );
+        by_proposer[usize::from(block.header.proposer_index)] += 1;
+    }
+    assert_eq!(
+        by_proposer[3], 0,
+        "a block of the fast clock was committed: {by_proposer:?}"
+    );
+    assert!(by_proposer[..3].iter().all(|n| *n > 0), "{by_proposer:?}");
+    let said = |i: usize| {
+        cluster
+            .log(i)
+            .lines()
+            .any(|l| l.contains("proposed block refused") && l.contains("ms after now"))
+    };
+    assert!(
+        said(0) || said(1) || said(2),
+        "no validator said why it refused node 3's proposals"
     );
 }

@@ -180,6 +180,11 @@ impl Cluster {
 
     /// Starts node `i` (its log appended to [`Node::log`]).
     pub fn start(&mut self, i: usize) {
+        self.start_with(i, &[]);
+    }
+
+    /// Starts node `i` with extra flags for `branchd start`.
+    pub fn start_with(&mut self, i: usize, flags: &[&str]) {
         let node = &mut self.nodes[i];
         assert!(node.child.is_none(), "node {i} is already running");
         let log = OpenOptions::new()
@@ -190,6 +195,7 @@ impl Cluster {
         let child = branchd()
             .args(["start", "--home"])
             .arg(&node.home)
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

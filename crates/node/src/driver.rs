@@ -712,7 +712,11 @@ impl Driver {
                 self.deltas.insert(block_id, delta);
                 true
             }
-            Err(_) => false,
+            Err(error) => {
+                // The reason an operator needs when heights keep going to a second round.
+                tracing::warn!(height, round, %block_id, %error, "proposed block refused");
+                false
+            }
         };
         self.queue.push_back(Input::Verdict {
             height,

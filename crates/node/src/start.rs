@@ -32,6 +32,11 @@ pub struct StartArgs {
     /// Override `log.format` (text or json).
     #[arg(long, value_parser = ["text", "json"])]
     pub log_format: Option<String>,
+    /// For fault tests only: run the consensus clock this many milliseconds off the system
+    /// clock, to show that a validator with a wrong clock cannot get blocks from the future
+    /// accepted.
+    #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
+    pub clock_offset_ms: i64,
 }
 
 fn init_logging(config: &NodeConfig) {
@@ -108,7 +113,7 @@ pub fn run(args: StartArgs) -> Result<()> {
         SafetyFile::new(&home.data_dir()),
         consensus_key,
         Instant::now(),
-        crate::devnet::now_ms(),
+        crate::devnet::now_ms().saturating_add_signed(args.clock_offset_ms),
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
