@@ -232,3 +232,58 @@ async fn a_node_whose_key_is_not_in_genesis_is_refused_at_connection_time() {
         .await;
     assert!(cluster.log(0).contains("incoming connection refused"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_grpc_and_peer_to_peer_ports_is_refused_and_the_node_stays_live() {
+    use std::io::{Read, Write};
+    let mut cluster = Cluster::new(1, fast_timeouts);
+    cluster.start(0);
+    cluster.wait_connected().await;
+    let node = &cluster.nodes[0];
+    let p2p = std::net::SocketAddr::from(([127, 0, 0, 1], node.p2p_port));
+    let frames: Vec<Vec<u8>> = vec![
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        vec![0xff; 4096],
+        // An HTTP/2 preface, then a frame header claiming 16 MiB that never comes.
+        [
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".as_slice(),
+            &[0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01],
+        ]
+        .concat(),
+        // A multistream header cut short.
+        vec![0x13, b'/', b'm', b'u'],
+        vec![],
+    ];
+    for address in [node.api, p2p] {
+        for frame in &frames {
+            let mut socket = std::net::TcpStream::connect(address).expect("connect");
+            socket
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            let _ = socket.write_all(frame);
+            let _ = socket.shutdown(std::net::Shutdown::Write);
+            // The node answers with an error or closes; it must not hang on to the socket.
+            let mut sink = Vec::new();
+            let _ = socket.read_to_end(&mut sink);
+        }
+    }
+    // Still live: it answers and commits.
+    let response = submit(&cluster, 0, member_joined("m-1"), COMMIT_WAIT_MS)
+        .await
+        .expect("the node still commits");
+    assert_eq!(response.committed.expect("committed").height, 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = support::metrics(&cluster, 0).expect("metrics");
+        if support::metric(&text, "branchd_p2p_handshakes_failed_total")
+            >= frames.len() as f64 - 1.0
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "failed handshakes not counted:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -437,6 +437,7 @@ impl EventLoop {
                     self.metrics.connections_denied.inc();
                     tracing::warn!(from = %send_back_addr, %error, "incoming connection refused");
                 } else {
+                    self.metrics.handshakes_failed.inc();
                     tracing::debug!(from = %send_back_addr, %error, "incoming connection failed");
                 }
             }

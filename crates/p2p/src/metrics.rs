@@ -34,6 +34,9 @@ pub struct P2pMetrics {
     pub records_dropped: Counter,
     /// Connections refused (peer not in genesis, banned, over a limit).
     pub connections_denied: Counter,
+    /// Incoming connections that failed before a peer was known (garbage instead of a
+    /// handshake, a handshake cut short, a timeout).
+    pub handshakes_failed: Counter,
     /// Peers disconnected and refused for a while after too many invalid messages.
     pub peers_banned: Counter,
 }
@@ -65,6 +68,11 @@ impl P2pMetrics {
             "connections_denied",
             "Connections refused (unknown peer, banned, over a limit)",
             self.connections_denied.clone(),
+        );
+        registry.register(
+            "handshakes_failed",
+            "Incoming connections that failed before the peer was known",
+            self.handshakes_failed.clone(),
         );
         registry.register(
             "peers_banned",
