@@ -16,6 +16,7 @@
 //! It never writes to what it audits, and it reports the first failure: the height, the
 //! record if one is to blame, and the rule broken.
 
+pub mod decoders;
 pub mod export;
 pub mod proof;
 
