@@ -17,10 +17,11 @@ use branchledger_types::{
 
 use crate::error::{hex, Result, StorageError};
 use crate::tables::{
-    height_key, ChainTable, Column, StoredRecord, Tip, BLOCK_RECORDS_BYTES_MAX, COMMIT_BYTES_MAX,
-    HEADER_BYTES_MAX, META_TIP, STORED_RECORD_BYTES_MAX, TIP_BYTES,
+    height_key, record_key, ChainTable, Column, StoredRecord, Tip, BLOCK_RECORDS_BYTES_MAX,
+    COMMIT_BYTES_MAX, HEADER_BYTES_MAX, META_TIP, STORED_RECORD_BYTES_MAX, TIP_BYTES,
 };
-use branchledger_state::StateDelta;
+use branchledger_state::entries::RecordLocation;
+use branchledger_state::{StateDelta, STATE_VALUE_BYTES_MAX};
 
 /// Most entries one paginated read returns; larger limits are lowered to it.
 pub const SCAN_LIMIT_MAX: usize = 10_000;
@@ -220,22 +221,35 @@ pub trait ChainReader {
         Ok(Some(CommittedBlock { block, commit }))
     }
 
-    /// The record with id `record_id`, with the height and index it was committed at.
-    /// Checked: its recomputed id is the key.
+    /// The record with id `record_id`, with the height and index it was committed at (found
+    /// through `RecordLocations`). Checked: its recomputed id is the one asked for, and it is
+    /// stored where the location says.
     fn record(&self, record_id: &Hash) -> Result<Option<StoredRecord>> {
-        let Some(bytes) = self.get_raw(RECORDS, &record_id.0)? else {
+        let locations = Column::State(Table::RecordLocations);
+        let location_key = keys::record_id(record_id);
+        let Some(bytes) = self.get_raw(locations, &location_key)? else {
             return Ok(None);
         };
-        let stored: StoredRecord =
-            decode_value(RECORDS, &record_id.0, &bytes, STORED_RECORD_BYTES_MAX)?;
+        let location: RecordLocation =
+            decode_value(locations, &location_key, &bytes, STATE_VALUE_BYTES_MAX)?;
+        let key = record_key(location.height, location.index);
+        let bytes = self.get_raw(RECORDS, &key)?.ok_or_else(|| {
+            corrupt(
+                RECORDS,
+                &key,
+                format!("no record where record {record_id} is located"),
+            )
+        })?;
+        let stored: StoredRecord = decode_value(RECORDS, &key, &bytes, STORED_RECORD_BYTES_MAX)?;
         let actual = stored.record.id();
         if actual != *record_id {
             return Err(corrupt(
                 RECORDS,
-                &record_id.0,
-                format!("the stored record's id is {actual}"),
+                &key,
+                format!("record {record_id} is located here, the stored record's id is {actual}"),
             ));
         }
+        check_position(&stored, &key)?;
         Ok(Some(stored))
     }
 
@@ -396,12 +410,29 @@ pub(crate) fn plan_commit<R: ChainReader + ?Sized>(
     // A record stored twice would move its height and index and break every index that
     // points at the first copy.
     let mut seen = BTreeSet::new();
+    let locations = Column::State(Table::RecordLocations);
     for id in &ids {
-        if !seen.insert(*id) || reader.get_raw(RECORDS, &id.0)?.is_some() {
+        if !seen.insert(*id) || reader.get_raw(locations, &keys::record_id(id))?.is_some() {
             return Err(StorageError::DuplicateRecord { height, id: *id });
         }
     }
 
+    // Records are found by id through the state's `RecordLocations`: the delta must say where
+    // each of this block's records is.
+    for (index, id) in ids.iter().enumerate() {
+        let located = delta
+            .writes
+            .get(&(Table::RecordLocations, keys::record_id(id)))
+            .and_then(Option::as_ref)
+            .and_then(|bytes| RecordLocation::try_from_slice(bytes).ok())
+            .is_some_and(|l| l.height == height && usize::try_from(l.index).ok() == Some(index));
+        if !located {
+            return Err(StorageError::RecordsMismatch {
+                height,
+                reason: format!("the state delta does not locate record {id} at index {index}"),
+            });
+        }
+    }
     let key = height_key(height).to_vec();
     let mut ops = Vec::with_capacity(5 + records.len() + delta.writes.len());
     ops.push(put(HEADERS, key.clone(), encode(header), HEADER_BYTES_MAX)?);
@@ -413,7 +444,7 @@ pub(crate) fn plan_commit<R: ChainReader + ?Sized>(
         encode(&ids),
         BLOCK_RECORDS_BYTES_MAX,
     )?);
-    for (index, (record, id)) in records.iter().zip(&ids).enumerate() {
+    for (index, record) in records.iter().enumerate() {
         let stored = StoredRecord {
             height,
             index: u32::try_from(index).map_err(|_| StorageError::RecordsMismatch {
@@ -424,7 +455,7 @@ pub(crate) fn plan_commit<R: ChainReader + ?Sized>(
         };
         ops.push(put(
             RECORDS,
-            id.0.to_vec(),
+            record_key(height, stored.index).to_vec(),
             encode(&stored),
             STORED_RECORD_BYTES_MAX,
         )?);
@@ -542,25 +573,50 @@ fn record_ids_for<R: ChainReader + ?Sized>(reader: &R, header: &BlockHeader) -> 
     Ok(ids)
 }
 
+/// A stored record must sit under the key of its own height and index.
+fn check_position(stored: &StoredRecord, key: &[u8]) -> Result<()> {
+    if record_key(stored.height, stored.index) != key {
+        return Err(corrupt(
+            RECORDS,
+            key,
+            format!(
+                "the record says height {} index {}, it is stored elsewhere",
+                stored.height, stored.index
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn block_for<R: ChainReader + ?Sized>(reader: &R, header: BlockHeader) -> Result<Block> {
     let key = height_key(header.height);
     let ids = record_ids_for(reader, &header)?;
+    // One range of keys: the block's records in order (one more is read to find extras).
+    let stored = reader.scan_raw(RECORDS, &key, None, ids.len() + 1)?;
+    if stored.len() != ids.len() {
+        return Err(corrupt(
+            RECORDS,
+            &key,
+            format!(
+                "{} records stored at this height, the block lists {}",
+                stored.len(),
+                ids.len()
+            ),
+        ));
+    }
     let mut records = Vec::with_capacity(ids.len());
-    for (index, id) in ids.iter().enumerate() {
-        let stored = reader
-            .record(id)?
-            .ok_or_else(|| corrupt(BLOCK_RECORDS, &key, format!("record {id} is missing")))?;
-        if stored.height != header.height || usize::try_from(stored.index).ok() != Some(index) {
+    for (index, ((stored_key, bytes), id)) in stored.into_iter().zip(&ids).enumerate() {
+        let record: StoredRecord =
+            decode_value(RECORDS, &stored_key, &bytes, STORED_RECORD_BYTES_MAX)?;
+        check_position(&record, &stored_key)?;
+        if usize::try_from(record.index).ok() != Some(index) || record.record.id() != *id {
             return Err(corrupt(
                 RECORDS,
-                &id.0,
-                format!(
-                    "stored at height {} index {}, listed at height {} index {index}",
-                    stored.height, stored.index, header.height
-                ),
+                &stored_key,
+                format!("position {index} holds another record than the block lists ({id})"),
             ));
         }
-        records.push(stored.record);
+        records.push(record.record);
     }
     Ok(Block { header, records })
 }

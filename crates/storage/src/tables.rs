@@ -15,7 +15,7 @@ use branchledger_types::{Hash, Height, SignedRecord};
 
 /// The on-disk layout version. Bump it whenever a key or value layout below changes; a store
 /// written with another version is refused at open rather than misread.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The tables that hold the chain itself (as opposed to derived state).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -34,8 +34,10 @@ pub enum ChainTable {
     Commits,
     /// `height (u64 BE)` → `Vec<Hash>` (borsh): the block's record ids in block order.
     BlockRecords,
-    /// `record id (32 bytes)` → [`StoredRecord`] (borsh): the record with where it was
-    /// committed.
+    /// `height (u64 BE) ‖ index (u32 BE)` → [`StoredRecord`] (borsh): the records in chain
+    /// order, so a block's records are one range of keys (a block is read with one scan, not a
+    /// lookup per record). A record is found by its id through the derived-state table
+    /// `RecordLocations` (id → height and index).
     Records,
 }
 
@@ -134,6 +136,14 @@ const _: () = assert!(4 + IDENT_LEN_MAX + 8 * 3 + 32 * 4 + 4 + 2 < HEADER_BYTES_
 /// The key of a height in the height-keyed tables.
 pub fn height_key(height: Height) -> [u8; 8] {
     height.to_be_bytes()
+}
+
+/// The key of the record at `index` of the block at `height` in [`ChainTable::Records`].
+pub fn record_key(height: Height, index: u32) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..8].copy_from_slice(&height.to_be_bytes());
+    key[8..].copy_from_slice(&index.to_be_bytes());
+    key
 }
 
 #[cfg(test)]

@@ -417,21 +417,22 @@ fn detects_tampered_values_when_reading_back() {
         &encode(&blocks[2].commit),
     );
 
-    // A record stored under another record's id.
+    // Another record stored where a record is located.
     let id = blocks[0].block.records[0].id();
+    let slot = branchledger_storage::record_key(1, 0);
     let mut other = branchledger_storage::StoredRecord {
         height: 1,
         index: 0,
         record: blocks[0].block.records[1].clone(),
     };
-    tamper(dir.path(), records, &id.0, &encode(&other));
+    tamper(dir.path(), records, &slot, &encode(&other));
     assert!(is_corrupt(open(dir.path()).record(&id), "records"));
     assert!(is_corrupt(open(dir.path()).block(1), "records"));
-    // The right record with a wrong position.
+    // The right record claiming another position than the one it is stored at.
     other.record = blocks[0].block.records[0].clone();
     other.index = 1;
-    tamper(dir.path(), records, &id.0, &encode(&other));
-    assert!(open(dir.path()).record(&id).is_ok());
+    tamper(dir.path(), records, &slot, &encode(&other));
+    assert!(is_corrupt(open(dir.path()).record(&id), "records"));
     assert!(is_corrupt(open(dir.path()).block(1), "records"));
 
     // A record list that is not the header's.

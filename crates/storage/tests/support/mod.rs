@@ -83,6 +83,16 @@ pub fn delta_for(height: Height, records: &[SignedRecord]) -> StateDelta {
             ),
             Some(id),
         );
+        // Where the record is: the store finds records by id through this table.
+        delta.writes.insert(
+            (Table::RecordLocations, keys::record_id(&record.id())),
+            Some(encode(&branchledger_state::entries::RecordLocation {
+                height,
+                index,
+                branch_id: record.record.branch_id.clone(),
+                kind: record.record.body.kind(),
+            })),
+        );
     }
     delta.writes.insert(
         (Table::BranchStats, BRANCH.as_bytes().to_vec()),
