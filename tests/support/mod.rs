@@ -43,6 +43,8 @@ pub struct Node {
     pub p2p_port: u16,
     /// Where its log goes (appended across restarts).
     pub log: PathBuf,
+    /// A command the node runs under (e.g. `ip netns exec NS`); empty: none.
+    pub wrapper: Vec<String>,
     child: Option<Child>,
 }
 
@@ -69,6 +71,7 @@ impl Node {
             api: SocketAddr::from(([127, 0, 0, 1], api)),
             metrics: SocketAddr::from(([127, 0, 0, 1], metrics)),
             p2p_port: p2p,
+            wrapper: Vec::new(),
             child: None,
         }
     }
@@ -192,7 +195,15 @@ impl Cluster {
             .append(true)
             .open(&node.log)
             .expect("log file");
-        let child = branchd()
+        let mut command = match node.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(env!("CARGO_BIN_EXE_branchd"));
+                command
+            }
+            None => branchd(),
+        };
+        let child = command
             .args(["start", "--home"])
             .arg(&node.home)
             .args(flags)
