@@ -6,6 +6,10 @@
 //! A validator whose clock is an hour ahead never gets a block of its own committed: the
 //! others refuse its proposals as coming from the future, and the chain's times stay true.
 //!
+//! A validator that equivocates (two proposals per round it leads, a conflicting vote for
+//! every vote) gets no fork past the honest three, and its double votes are reported as
+//! evidence by their API.
+//!
 //! The crash test is randomised: it prints its seed, and `BRANCHLEDGER_CRASH_SEED=<seed>`
 //! replays the same kill schedule; `BRANCHLEDGER_CRASH_KILLS=<n>` runs the long form.
 
@@ -271,4 +275,71 @@ async fn a_validator_with_its_clock_an_hour_ahead_cannot_get_a_block_from_the_fu
         said(0) || said(1) || said(2),
         "no validator said why it refused node 3's proposals"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_equivocating_validator_causes_no_fork_and_its_double_votes_are_reported() {
+    let mut cluster = Cluster::new(4, fast_timeouts);
+    for i in 0..3 {
+        cluster.start(i);
+    }
+    cluster.start_with(3, &["--test-equivocate"]);
+    cluster.wait_connected().await;
+    for i in 0..3 {
+        submit(&cluster, i, member_joined(&format!("m-{i}")), 60_000)
+            .await
+            .unwrap_or_else(|e| panic!("node {i}: {e}"));
+    }
+    let mut top = 0;
+    for n in 0..12u32 {
+        let i = (n % 3) as usize;
+        let response = submit(&cluster, i, study(&format!("m-{i}"), 10 + n), 60_000)
+            .await
+            .unwrap_or_else(|e| panic!("node {i} beside the equivocator: {e}"));
+        top = top.max(response.committed.expect("committed").height);
+    }
+    // The honest nodes hold evidence against validator 3, and report it.
+    for i in 0..3 {
+        let evidence = branchledger_api::pb::audit_client::AuditClient::new(cluster.channel(i))
+            .evidence(pb::EvidenceRequest {})
+            .await
+            .expect("evidence")
+            .into_inner();
+        assert!(
+            !evidence.duplicate_votes.is_empty(),
+            "node {i} reported no evidence"
+        );
+        for pair in &evidence.duplicate_votes {
+            let (first, second) = (
+                pair.first.clone().expect("vote"),
+                pair.second.clone().expect("vote"),
+            );
+            assert_eq!(
+                first.validator_index, 3,
+                "an honest validator accused: {pair:?}"
+            );
+            assert_eq!(
+                (first.height, first.round, &first.kind),
+                (second.height, second.round, &second.kind)
+            );
+            assert_ne!(first.block_id, second.block_id);
+        }
+    }
+    for i in 0..4 {
+        cluster
+            .wait_status(i, "the last commit", Duration::from_secs(60), |s| {
+                s.height >= top
+            })
+            .await;
+    }
+    cluster.terminate_all();
+    let chains: Vec<Vec<Vec<u8>>> = (0..4).map(|i| cluster.blocks(i)).collect();
+    let shortest = chains.iter().map(Vec::len).min().expect("nodes");
+    for (i, chain) in chains.iter().enumerate().skip(1) {
+        assert_eq!(chain[..shortest], chains[0][..shortest], "node {i} forked");
+    }
+    for i in 0..3 {
+        let (ok, report) = cluster.audit(i);
+        assert!(ok, "audit of node {i}:\n{report}");
+    }
 }

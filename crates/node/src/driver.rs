@@ -133,6 +133,8 @@ pub struct Driver {
     committed: Vec<Committed>,
     /// Records dropped from the mempool since the last call to [`Driver::take_dropped`].
     dropped: Vec<(Hash, String)>,
+    /// Fault tests only: the key this validator equivocates with ([`Driver::equivocate`]).
+    equivocation: Option<Keypair>,
     /// Inputs produced by effects, handled after the current effects.
     queue: VecDeque<Input>,
     /// The clock's origin, so the driver can turn an `Instant` into Unix milliseconds.
@@ -175,6 +177,7 @@ impl Driver {
             evidence: VecDeque::new(),
             committed: Vec::new(),
             dropped: Vec::new(),
+            equivocation: None,
             queue: VecDeque::new(),
             epoch: now,
             epoch_ms: now_ms,
@@ -209,6 +212,42 @@ impl Driver {
     /// Blocks committed since the last call.
     pub fn take_committed(&mut self) -> Vec<Committed> {
         std::mem::take(&mut self.committed)
+    }
+
+    /// For fault tests only: from now on this validator equivocates, signing with `key` a
+    /// second, conflicting vote for every vote it sends and a second proposal (of the same
+    /// block a millisecond later) for every proposal. The honest validators must neither fork
+    /// nor miss the evidence.
+    pub fn equivocate(&mut self, key: Keypair) {
+        self.equivocation = Some(key);
+    }
+
+    fn equivocate_vote(&self, vote: &SignedVote, net: &mut dyn Network) {
+        let Some(key) = &self.equivocation else {
+            return;
+        };
+        let mut twin = vote.vote;
+        twin.block_id = match twin.block_id {
+            Some(_) => None,
+            None => Some(Hash::of(b"a block nobody proposed")),
+        };
+        net.broadcast(Outbound::Vote(
+            twin.sign(&self.ledger.genesis().chain_id, key),
+        ));
+    }
+
+    fn equivocate_proposal(&self, proposal: &SignedProposal, block: &Block, net: &mut dyn Network) {
+        let Some(key) = &self.equivocation else {
+            return;
+        };
+        let mut twin = block.clone();
+        twin.header.time_ms += 1;
+        let mut signed = proposal.proposal;
+        signed.block_id = twin.id();
+        net.broadcast(Outbound::Proposal(
+            signed.sign(&self.ledger.genesis().chain_id, key),
+            Box::new(twin),
+        ));
     }
 
     /// Records dropped from the mempool since the last call (a commit made them invalid), with
@@ -498,10 +537,15 @@ impl Driver {
         match effect {
             // Synced before the next effect: no vote leaves before the state covering it.
             Effect::PersistSafety(state) => self.safety.store(&state)?,
-            Effect::Broadcast(Message::Vote(vote)) => net.broadcast(Outbound::Vote(vote)),
+            Effect::Broadcast(Message::Vote(vote)) => {
+                net.broadcast(Outbound::Vote(vote));
+                self.equivocate_vote(&vote, net);
+            }
             Effect::Broadcast(Message::Proposal(proposal)) => {
                 if let Some(block) = self.blocks.get(&proposal.proposal.block_id) {
-                    net.broadcast(Outbound::Proposal(proposal, Box::new(block.clone())));
+                    let block = block.clone();
+                    self.equivocate_proposal(&proposal, &block, net);
+                    net.broadcast(Outbound::Proposal(proposal, Box::new(block)));
                 }
             }
             Effect::ScheduleTimeout {

@@ -37,6 +37,11 @@ pub struct StartArgs {
     /// accepted.
     #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
     pub clock_offset_ms: i64,
+    /// For fault tests only: this validator equivocates (two proposals per round it leads, a
+    /// conflicting vote for every vote), to show that the honest ones never fork and report
+    /// the evidence.
+    #[arg(long, hide = true)]
+    pub test_equivocate: bool,
 }
 
 fn init_logging(config: &NodeConfig) {
@@ -107,7 +112,8 @@ pub fn run(args: StartArgs) -> Result<()> {
         dropped_max: MEMPOOL_DROPPED_MAX_DEFAULT,
     });
     let validator = consensus_key.is_some();
-    let driver = Driver::new(
+    let equivocation = consensus_key.clone().filter(|_| args.test_equivocate);
+    let mut driver = Driver::new(
         ledger,
         mempool,
         SafetyFile::new(&home.data_dir()),
@@ -115,6 +121,10 @@ pub fn run(args: StartArgs) -> Result<()> {
         Instant::now(),
         crate::devnet::now_ms().saturating_add_signed(args.clock_offset_ms),
     )?;
+    if let Some(key) = equivocation {
+        tracing::warn!("fault test: this validator equivocates");
+        driver.equivocate(key);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
