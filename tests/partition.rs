@@ -143,6 +143,8 @@ impl Lab {
     }
 
     /// The validators of a cluster, each in its namespace, dialling each other's data IPs.
+    /// Every node has addresses of its own (its namespace's), so the ports can be the
+    /// defaults without two nodes or two tests ever colliding.
     fn cluster(&self) -> Cluster {
         let mut cluster = Cluster::new(self.nodes, fast_timeouts);
         let genesis: serde_json::Value = serde_json::from_str(

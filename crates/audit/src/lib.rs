@@ -25,12 +25,14 @@ use std::time::{Duration, Instant};
 use branchledger_crypto::Hash;
 use branchledger_state::{apply_block, BlockError, StateDelta, Table};
 use branchledger_storage::{ChainReader, Column, RocksOptions, RocksStore, StorageError};
-use branchledger_types::{BlockHeader, Genesis, Height};
+use branchledger_types::{BlockHeader, CommittedBlock, Genesis, Height};
 use branchledger_verifier::VerificationError;
 use serde::Serialize;
 
 /// Entries read per page when comparing stored state with the replay.
 pub const SCAN_PAGE: usize = 4_096;
+/// Blocks read and verified ahead of the replay.
+pub const PIPELINE_BLOCKS: usize = 2;
 
 /// The first thing found wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -127,7 +129,7 @@ impl Replay {
 /// height and the records verified so far.
 pub fn verify_store(
     genesis: &Genesis,
-    store: &impl ChainReader,
+    store: &(impl ChainReader + Sync),
     progress: impl FnMut(Height, u64),
 ) -> Result<AuditReport, AuditFailure> {
     verify_store_in(genesis, store, None, progress)
@@ -136,7 +138,7 @@ pub fn verify_store(
 /// [`verify_store`], with the scratch store under `scratch_parent`.
 pub fn verify_store_in(
     genesis: &Genesis,
-    store: &impl ChainReader,
+    store: &(impl ChainReader + Sync),
     scratch_parent: Option<&std::path::Path>,
     mut progress: impl FnMut(Height, u64),
 ) -> Result<AuditReport, AuditFailure> {
@@ -144,65 +146,69 @@ pub fn verify_store_in(
     let tip = store.tip().map_err(|e| storage_failure(0, e))?;
     let tip_height = tip.as_ref().map_or(0, |t| t.height);
     let state = Replay::new(scratch_parent)?;
-    let mut prev: Option<BlockHeader> = None;
-    let mut digest = Hash::ZERO;
-    let mut records = 0u64;
-    for height in 1..=tip_height {
-        let committed = store
-            .committed_block(height)
-            .map_err(|e| storage_failure(height, e))?
-            .ok_or_else(|| {
-                fail(
+    // Two stages: one thread reads each block and checks its link, certificate, root and
+    // signatures (on rayon's threads) a block or two ahead, while this one replays the state
+    // rules in order. Verdicts are taken block by block in the order of the rules, so the
+    // failure reported is the first one, as if every check ran one after the other.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(Height, Result<CommittedBlock, AuditFailure>)>(
+        PIPELINE_BLOCKS,
+    );
+    let replayed = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut prev: Option<BlockHeader> = None;
+            for height in 1..=tip_height {
+                let checked = read_and_verify(genesis, store, prev.as_ref(), height);
+                let stop = checked.is_err();
+                if let Ok(committed) = &checked {
+                    prev = Some(committed.block.header.clone());
+                }
+                if tx.send((height, checked)).is_err() || stop {
+                    break;
+                }
+            }
+        });
+        let mut records = 0u64;
+        let mut digest = Hash::ZERO;
+        for (height, checked) in rx {
+            let committed = checked?;
+            let block = &committed.block;
+            let (delta, next_digest) = apply_block(
+                &state.store,
+                genesis,
+                height,
+                block.header.time_ms,
+                &block.records,
+                &digest,
+            )
+            .map_err(|error| match error {
+                BlockError::Rejected(rejection) => fail(
+                    height,
+                    Some(rejection.record_id),
+                    format!(
+                        "record {} breaks a state rule: {}",
+                        rejection.index, rejection.reason
+                    ),
+                ),
+                other => fail(height, None, other.to_string()),
+            })?;
+            if next_digest != block.header.state_digest {
+                return Err(fail(
                     height,
                     None,
-                    "block missing below the tip (truncated or deleted)",
-                )
-            })?;
-        let block = &committed.block;
-        // Signatures and certificate on rayon's threads while the state replay runs beside
-        // them: both only read. The verdicts are then taken in the order of the rules, so the
-        // failure reported is the same as if they ran one after the other.
-        let (verified, replayed) = rayon::join(
-            || branchledger_verifier::verify_committed_block(genesis, prev.as_ref(), &committed),
-            || {
-                apply_block(
-                    &state.store,
-                    genesis,
-                    height,
-                    block.header.time_ms,
-                    &block.records,
-                    &digest,
-                )
-            },
-        );
-        verified.map_err(|e| verification_failure(height, e))?;
-        let (delta, next_digest) = replayed.map_err(|error| match error {
-            BlockError::Rejected(rejection) => fail(
-                height,
-                Some(rejection.record_id),
-                format!(
-                    "record {} breaks a state rule: {}",
-                    rejection.index, rejection.reason
-                ),
-            ),
-            other => fail(height, None, other.to_string()),
-        })?;
-        if next_digest != block.header.state_digest {
-            return Err(fail(
-                height,
-                None,
-                format!(
-                    "state digest: replay gives {next_digest}, header says {}",
-                    block.header.state_digest
-                ),
-            ));
+                    format!(
+                        "state digest: replay gives {next_digest}, header says {}",
+                        block.header.state_digest
+                    ),
+                ));
+            }
+            state.apply(height, &delta)?;
+            digest = next_digest;
+            records += block.records.len() as u64;
+            progress(height, records);
         }
-        state.apply(height, &delta)?;
-        digest = next_digest;
-        records += block.records.len() as u64;
-        prev = Some(block.header.clone());
-        progress(height, records);
-    }
+        Ok((records, digest))
+    });
+    let (records, digest) = replayed?;
     if let Some(tip) = &tip {
         if tip.state_digest != digest {
             return Err(fail(
@@ -233,6 +239,29 @@ pub fn verify_store_in(
         state_entries,
         elapsed_ms: duration_ms(started.elapsed()),
     })
+}
+
+/// Reads the block at `height` and checks everything but the state rules: link to `prev`,
+/// certificate, records root, every record's stateless rules and signatures.
+fn read_and_verify(
+    genesis: &Genesis,
+    store: &impl ChainReader,
+    prev: Option<&BlockHeader>,
+    height: Height,
+) -> Result<CommittedBlock, AuditFailure> {
+    let committed = store
+        .committed_block(height)
+        .map_err(|e| storage_failure(height, e))?
+        .ok_or_else(|| {
+            fail(
+                height,
+                None,
+                "block missing below the tip (truncated or deleted)",
+            )
+        })?;
+    branchledger_verifier::verify_committed_block(genesis, prev, &committed)
+        .map_err(|e| verification_failure(height, e))?;
+    Ok(committed)
 }
 
 fn duration_ms(duration: Duration) -> u64 {
