@@ -18,10 +18,11 @@ use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::IsIdentity;
 use sha2::{Digest, Sha512};
 
-const VECTORS_PATH: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/testdata/ed25519/ed25519vectors.json"
-);
+/// A path under this crate, resolved when the test runs (not when it is compiled, so a build
+/// cache shared by several checkouts never points into another one).
+fn manifest_path(relative: &str) -> std::path::PathBuf {
+    std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo")).join(relative)
+}
 /// Number of vectors in the C2SP/CCTV file.
 const VECTOR_COUNT: usize = 914;
 /// Good signatures put in front of a case so the parallel path really splits the batch
@@ -112,8 +113,9 @@ fn failing_indices(result: Result<(), branchledger_crypto::BatchError>) -> BTree
 
 #[test]
 fn every_c2sp_vector_gets_the_same_verdict_on_every_path() {
-    let Ok(text) = std::fs::read_to_string(VECTORS_PATH) else {
-        println!("SKIPPED: no Ed25519 vectors at {VECTORS_PATH}");
+    let vectors = manifest_path("../../../shared/testdata/ed25519/ed25519vectors.json");
+    let Ok(text) = std::fs::read_to_string(&vectors) else {
+        println!("SKIPPED: no Ed25519 vectors at {}", vectors.display());
         return;
     };
     let vectors: Vec<Vector> = serde_json::from_str(&text).expect("the vectors file is JSON");

@@ -270,7 +270,8 @@ mod tests {
 
     #[test]
     fn the_example_configuration_is_the_defaults() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/config.example.toml");
+        let path = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+            .join("../../config/config.example.toml");
         assert_eq!(
             NodeConfig::load_from(&path, Env::raw().only(&[])).expect("example parses"),
             NodeConfig::default()

@@ -134,6 +134,9 @@ pub fn run(args: StartArgs) -> Result<()> {
     let api_store = ledger_store.clone();
     let branch = branch_signer(&home, &genesis)?;
     runtime.block_on(async move {
+        // Installed before anything listens, so that a SIGTERM arriving as soon as the node is
+        // reachable still stops it cleanly rather than killing it.
+        let signals = ShutdownSignals::install()?;
         let mut metrics = Metrics::new();
         let (client, events, event_loop) =
             branchledger_p2p::new(p2p_config, metrics.registry_mut())?;
@@ -174,7 +177,7 @@ pub fn run(args: StartArgs) -> Result<()> {
             wait_for(stopped.clone()),
         ));
         tokio::spawn(async move {
-            shutdown_signal().await;
+            signals.wait().await;
             let _ = stop.send(true);
         });
         let link = PeerLink {
@@ -262,27 +265,44 @@ fn branch_signer(
     Ok(Some((branch.branch_id.clone(), key)))
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// SIGINT and SIGTERM, registered with the runtime when installed: a signal that arrives
+/// before [`ShutdownSignals::wait`] is polled is kept, not lost.
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt())
+                    .context("installing the SIGINT handler")?,
+                terminate: signal(SignalKind::terminate())
+                    .context("installing the SIGTERM handler")?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
+
+    /// Resolves on the first SIGINT or SIGTERM.
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown signal received");
     }
-    tracing::info!("shutdown signal received");
 }

@@ -12,10 +12,15 @@ use branchledger_types::genesis::{
 use branchledger_types::record::MeetingKind;
 use branchledger_types::BranchId;
 
-const PATH: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../config/genesis.example.json"
-);
+/// A path under this crate, resolved when the test runs (not when it is compiled, so a build
+/// cache shared by several checkouts never points into another one).
+fn manifest_path(relative: &str) -> std::path::PathBuf {
+    std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo")).join(relative)
+}
+
+fn example_path() -> std::path::PathBuf {
+    manifest_path("../../config/genesis.example.json")
+}
 
 fn key(role: u8, i: u8) -> Keypair {
     Keypair::from_seed([role.wrapping_mul(16).wrapping_add(i); 32])
@@ -87,9 +92,9 @@ fn example() -> Genesis {
 #[test]
 fn example_genesis_parses_and_validates() {
     if std::env::var_os("BRANCHLEDGER_BLESS").is_some() {
-        std::fs::write(PATH, example().to_json() + "\n").expect("write example genesis");
+        std::fs::write(example_path(), example().to_json() + "\n").expect("write example genesis");
     }
-    let text = std::fs::read_to_string(PATH).expect("config/genesis.example.json exists");
+    let text = std::fs::read_to_string(example_path()).expect("config/genesis.example.json exists");
     let genesis = Genesis::from_json(&text).expect("example genesis is valid");
     assert_eq!(genesis.validators.len(), 4);
     assert_eq!(genesis.branches.len(), 4);

@@ -25,7 +25,15 @@ use branchledger_types::{
 };
 use serde::{Deserialize, Serialize};
 
-const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/golden.json");
+/// A path under this crate, resolved when the test runs (not when it is compiled, so a build
+/// cache shared by several checkouts never points into another one).
+fn manifest_path(relative: &str) -> std::path::PathBuf {
+    std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo")).join(relative)
+}
+
+fn golden_path() -> std::path::PathBuf {
+    manifest_path("tests/vectors/golden.json")
+}
 const CHAIN_ID: &str = "branchledger-golden";
 /// Generous bound for decoding any vector back.
 const DECODE_LIMIT: usize = 1 << 20;
@@ -587,14 +595,14 @@ fn render(file: &GoldenFile) -> String {
 fn golden_vectors_match_the_checked_in_file() {
     let current = golden();
     if std::env::var_os("BRANCHLEDGER_BLESS").is_some() {
-        std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors"))
+        std::fs::create_dir_all(manifest_path("tests/vectors"))
             .expect("create tests/vectors");
-        std::fs::write(PATH, render(&current)).expect("write the golden file");
-        println!("rewrote {PATH}");
+        std::fs::write(golden_path(), render(&current)).expect("write the golden file");
+        println!("rewrote {}", golden_path().display());
         return;
     }
-    let text = std::fs::read_to_string(PATH).unwrap_or_else(|e| {
-        panic!("cannot read {PATH} ({e}); create it with BRANCHLEDGER_BLESS=1")
+    let text = std::fs::read_to_string(golden_path()).unwrap_or_else(|e| {
+        panic!("cannot read {} ({e}); create it with BRANCHLEDGER_BLESS=1", golden_path().display())
     });
     let stored: GoldenFile = serde_json::from_str(&text).expect("golden file parses");
     let stored_names: Vec<&str> = stored.vectors.iter().map(|e| e.name.as_str()).collect();
@@ -623,8 +631,8 @@ fn golden_file_is_self_consistent() {
     let text = if std::env::var_os("BRANCHLEDGER_BLESS").is_some() {
         render(&golden())
     } else {
-        std::fs::read_to_string(PATH).unwrap_or_else(|e| {
-            panic!("cannot read {PATH} ({e}); create it with BRANCHLEDGER_BLESS=1")
+        std::fs::read_to_string(golden_path()).unwrap_or_else(|e| {
+            panic!("cannot read {} ({e}); create it with BRANCHLEDGER_BLESS=1", golden_path().display())
         })
     };
     let file: GoldenFile = serde_json::from_str(&text).expect("golden file parses");
