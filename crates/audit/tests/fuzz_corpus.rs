@@ -6,7 +6,8 @@ use branchledger_audit::decoders::Decoder;
 
 #[test]
 fn every_corpus_input_passes_its_decoder_check() {
-    let root = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../../fuzz/corpus");
+    let root = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("../../fuzz/corpus");
     let mut replayed = 0usize;
     for decoder in Decoder::ALL {
         let dir = root.join(decoder.name());

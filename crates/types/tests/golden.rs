@@ -595,14 +595,16 @@ fn render(file: &GoldenFile) -> String {
 fn golden_vectors_match_the_checked_in_file() {
     let current = golden();
     if std::env::var_os("BRANCHLEDGER_BLESS").is_some() {
-        std::fs::create_dir_all(manifest_path("tests/vectors"))
-            .expect("create tests/vectors");
+        std::fs::create_dir_all(manifest_path("tests/vectors")).expect("create tests/vectors");
         std::fs::write(golden_path(), render(&current)).expect("write the golden file");
         println!("rewrote {}", golden_path().display());
         return;
     }
     let text = std::fs::read_to_string(golden_path()).unwrap_or_else(|e| {
-        panic!("cannot read {} ({e}); create it with BRANCHLEDGER_BLESS=1", golden_path().display())
+        panic!(
+            "cannot read {} ({e}); create it with BRANCHLEDGER_BLESS=1",
+            golden_path().display()
+        )
     });
     let stored: GoldenFile = serde_json::from_str(&text).expect("golden file parses");
     let stored_names: Vec<&str> = stored.vectors.iter().map(|e| e.name.as_str()).collect();
@@ -632,7 +634,10 @@ fn golden_file_is_self_consistent() {
         render(&golden())
     } else {
         std::fs::read_to_string(golden_path()).unwrap_or_else(|e| {
-            panic!("cannot read {} ({e}); create it with BRANCHLEDGER_BLESS=1", golden_path().display())
+            panic!(
+                "cannot read {} ({e}); create it with BRANCHLEDGER_BLESS=1",
+                golden_path().display()
+            )
         })
     };
     let file: GoldenFile = serde_json::from_str(&text).expect("golden file parses");
