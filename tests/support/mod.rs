@@ -479,3 +479,19 @@ pub async fn submit(
         .await
         .map(|r| r.into_inner())
 }
+
+/// The sum of the samples of the metric `name` whose labels include every `key="value"` of
+/// `labels`.
+pub fn metric_with(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name).is_some_and(|rest| {
+                rest.starts_with('{')
+                    && labels
+                        .iter()
+                        .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+            })
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

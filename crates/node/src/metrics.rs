@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
@@ -49,6 +51,19 @@ pub struct Metrics {
     pub blocks_synced: Counter,
     /// Evidence of misbehaviour (conflicting votes) held.
     pub evidence: Gauge,
+    /// Gossip messages judged by this node, by topic and verdict.
+    pub gossip_verdicts: Family<VerdictLabels, Counter>,
+}
+
+/// Labels of [`Metrics::gossip_verdicts`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    /// `records` or `consensus`.
+    pub topic: &'static str,
+    /// `accept` (valid, forwarded), `reject` (invalid: a bad signature, an unknown signer,
+    /// another chain's message; counted against the sender) or `ignore` (harmless but useless:
+    /// stale heights, records already known).
+    pub verdict: &'static str,
 }
 
 impl Default for Metrics {
@@ -73,6 +88,7 @@ impl Metrics {
             gossip_dropped: Counter::default(),
             blocks_synced: Counter::default(),
             evidence: Gauge::default(),
+            gossip_verdicts: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -121,6 +137,11 @@ impl Metrics {
             "evidence",
             "Evidence of misbehaviour (conflicting votes) held",
             metrics.evidence.clone(),
+        );
+        registry.register(
+            "gossip_verdicts",
+            "Gossip messages judged by this node, by topic and verdict (accept, reject, ignore)",
+            metrics.gossip_verdicts.clone(),
         );
         Metrics {
             registry,

@@ -343,7 +343,7 @@ impl NodeLoop {
                 } else {
                     Verdict::Ignore
                 };
-                self.report(client, message_id, source, verdict);
+                self.report(client, "records", message_id, source, verdict);
             }
             Event::Consensus {
                 source,
@@ -356,7 +356,7 @@ impl NodeLoop {
                     }
                     ConsensusMessage::Vote(vote) => self.driver.on_vote(vote, now, net)?,
                 };
-                self.report(client, message_id, source, verdict);
+                self.report(client, "consensus", message_id, source, verdict);
             }
             Event::SyncRequest {
                 peer,
@@ -411,10 +411,29 @@ impl NodeLoop {
         Ok(())
     }
 
-    fn report(&self, client: &Client, message_id: MessageId, source: PeerId, verdict: Verdict) {
+    fn report(
+        &self,
+        client: &Client,
+        topic: &'static str,
+        message_id: MessageId,
+        source: PeerId,
+        verdict: Verdict,
+    ) {
         if verdict == Verdict::Reject {
             self.metrics.messages_rejected.inc();
         }
+        let verdict_label = match verdict {
+            Verdict::Accept => "accept",
+            Verdict::Reject => "reject",
+            Verdict::Ignore => "ignore",
+        };
+        self.metrics
+            .gossip_verdicts
+            .get_or_create(&crate::metrics::VerdictLabels {
+                topic,
+                verdict: verdict_label,
+            })
+            .inc();
         let _ = client.report(message_id, source, verdict);
     }
 
