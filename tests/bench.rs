@@ -1,5 +1,5 @@
-//! The measuring tools keep working: a short cluster benchmark loses no record and reports
-//! its ceiling; a generated chain passes the audit benchmark and answers the query benchmark.
+//! The measuring tools keep working: a short cluster benchmark (with its half-rate run and the
+//! query load meanwhile) loses no record and reports its ceiling; a generated chain passes the audit benchmark and answers the query benchmark.
 //! (The figures themselves are measured by `scripts/bench`, not asserted here.)
 
 mod support;
@@ -31,7 +31,6 @@ fn a_short_cluster_benchmark_loses_nothing_and_reports_its_ceiling() {
                 "3",
                 "--members-per-branch",
                 "10",
-                "--no-half",
                 "--home",
             ])
             .arg(home.path().join("cluster"))
@@ -51,6 +50,17 @@ fn a_short_cluster_benchmark_loses_nothing_and_reports_its_ceiling() {
         step["committed"].as_u64().expect("committed") > 0,
         "{report}"
     );
+    // The run at half the rate, with a query load on one node meanwhile.
+    assert_eq!(report["half"]["lost"], 0, "{report}");
+    let queries = report["queries_during_half"].as_array().expect("queries");
+    assert_eq!(queries.len(), 5, "{report}");
+    for query in queries {
+        assert_eq!(query["errors"], 0, "{query}");
+        assert!(
+            query["queries_per_second"].as_f64().expect("q/s") > 0.0,
+            "{query}"
+        );
+    }
     assert_eq!(
         report["node_peak_rss_bytes"]
             .as_array()

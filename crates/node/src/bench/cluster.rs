@@ -9,7 +9,8 @@
 //! 3. For each offered rate, runs `branchd bench load` as a separate process for the window,
 //!    and stops at saturation (commits fall below 90% of the offer, records are lost, or
 //!    p99 exceeds 5 s).
-//! 4. Runs once more at half the best committed rate, for the latency there.
+//! 4. Runs once more at half the best committed rate, for the latency there, with a query
+//!    load (`branchd bench query`, a process of its own) against one node meanwhile.
 //! 5. Reports every step, the ratio to the ceiling, and each node's peak resident memory, as
 //!    JSON (`--out`) and as a table.
 
@@ -80,6 +81,9 @@ pub struct ClusterReport {
     pub ratio_to_ceiling: f64,
     /// The run at half the best rate.
     pub half: Option<LoadReport>,
+    /// The query load against node 1 during the run at half the best rate: per query kind,
+    /// queries/s and latency (`branchd bench query`'s report).
+    pub queries_during_half: Option<serde_json::Value>,
     /// Each node's peak resident memory, bytes (VmHWM).
     pub node_peak_rss_bytes: Vec<u64>,
 }
@@ -134,7 +138,7 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let probe_record = runtime.block_on(async {
         localnet::wait_connected(&network.apis).await?;
         // Every member joins before the load.
         let keys = crate::devnet::branch_keys(&net, &genesis)?;
@@ -190,7 +194,7 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok::<_, anyhow::Error>(())
+        Ok::<_, anyhow::Error>(last)
     })?;
 
     let exe = std::env::current_exe().context("finding the branchd binary")?;
@@ -246,10 +250,49 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
         .filter(|s| s.lost == 0)
         .map(|s| s.committed_per_second)
         .fold(0.0, f64::max);
-    let half = if args.no_half || best < 2.0 {
-        None
+    let (half, queries_during_half) = if args.no_half || best < 2.0 {
+        (None, None)
     } else {
-        Some(load((best / 2.0).round() as u64)?)
+        // Blocks are made only while records come, so two more blocks on node 1 mean the
+        // half-rate load has begun: the queries start then.
+        let height = runtime.block_on(async {
+            let api = Api::connect(&network.apis[1]).await?;
+            let status = api
+                .node()
+                .status(pb::StatusRequest {})
+                .await
+                .map_err(crate::cli::status_error)?;
+            Ok::<_, anyhow::Error>(status.into_inner().height)
+        })?;
+        let month = Date::from_unix_ms(crate::devnet::now_ms())
+            .period()
+            .to_string();
+        let per_kind = (args.seconds * 0.8 / super::query::KINDS.len() as f64).max(1.0);
+        let queries = Command::new(&exe)
+            .args(["bench", "query", "--api", &apis[1]])
+            .args(["--seconds", &per_kind.to_string()])
+            .args(["--member", &member(1, 0).0])
+            .args(["--record", &probe_record])
+            .args(["--from", &month, "--to", &month])
+            .args(["--after-height", &(height + 2).to_string()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("starting the query load")?;
+        let half = load((best / 2.0).round() as u64)?;
+        let output = queries
+            .wait_with_output()
+            .context("waiting for the query load")?;
+        if !output.status.success() {
+            bail!(
+                "the query load failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let queries: serde_json::Value =
+            serde_json::from_slice(&output.stdout).context("reading the query load's report")?;
+        eprintln!("bench:   queries meanwhile: {queries}");
+        (Some(half), Some(queries))
     };
     let node_peak_rss_bytes = network.pids().into_iter().map(peak_rss).collect();
     network.stop()?;
@@ -262,6 +305,7 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
         best_committed_per_second: best,
         ratio_to_ceiling: best / ceiling,
         half,
+        queries_during_half,
         node_peak_rss_bytes,
     };
     let json = serde_json::to_string_pretty(&report)?;

@@ -36,6 +36,10 @@ pub struct QueryArgs {
     /// Last month of the spans asked (YYYY-MM).
     #[arg(long)]
     pub to: String,
+    /// Start only once the node has committed this height (so the load runs while another
+    /// load commits blocks); 0: at once.
+    #[arg(long, default_value_t = 0)]
+    pub after_height: u64,
 }
 
 /// One query kind's figures.
@@ -51,7 +55,11 @@ pub struct QueryReport {
     pub latency: Latency,
 }
 
-const KINDS: &[&str] = &[
+/// Longest wait for `--after-height`.
+const AFTER_HEIGHT_WAIT: Duration = Duration::from_secs(120);
+
+/// The query kinds, in the order they run.
+pub const KINDS: &[&str] = &[
     "leaderboard",
     "member_history",
     "study_hours",
@@ -113,6 +121,28 @@ async fn one(api: &Api, kind: &str, args: &QueryArgs) -> Result<(), tonic::Statu
 /// Runs every query kind and prints the report as JSON.
 pub async fn run(args: &QueryArgs) -> Result<()> {
     let api = std::sync::Arc::new(Api::connect(&args.api).await?);
+    if args.after_height > 0 {
+        let deadline = Instant::now() + AFTER_HEIGHT_WAIT;
+        loop {
+            let status = api
+                .node()
+                .status(pb::StatusRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if status.height >= args.after_height {
+                break;
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "the node did not reach height {} within {} s",
+                    args.after_height,
+                    AFTER_HEIGHT_WAIT.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     // Every kind must work before it is timed.
     for kind in KINDS {
         one(&api, kind, args).await.map_err(status_error)?;
