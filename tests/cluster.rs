@@ -322,12 +322,7 @@ async fn forged_gossip_from_a_listed_peer_is_rejected_counted_and_the_cluster_st
         serde_json::from_str(&std::fs::read_to_string(cluster.genesis_path()).expect("genesis"))
             .expect("json");
     let chain_id = genesis["chain_id"].as_str().expect("chain id").to_owned();
-    let peer_ids: Vec<String> = genesis["validators"]
-        .as_array()
-        .expect("validators")
-        .iter()
-        .map(|v| v["peer_id"].as_str().expect("peer id").to_owned())
-        .collect();
+    let peer_ids = support::peer_ids(&genesis);
     let home3 = cluster.nodes[3].home.clone();
     let node_key = cluster.branch_key(&home3.join("config/node_key.json"));
     let consensus_key = cluster.branch_key(&home3.join("config/consensus_key.json"));

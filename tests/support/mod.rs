@@ -82,6 +82,16 @@ impl Node {
     }
 }
 
+/// The validators' peer ids, in genesis order.
+pub fn peer_ids(genesis: &serde_json::Value) -> Vec<String> {
+    genesis["validators"]
+        .as_array()
+        .expect("validators")
+        .iter()
+        .map(|v| v["peer_id"].as_str().expect("peer id").to_owned())
+        .collect()
+}
+
 /// Consensus timeouts short enough for tests, long enough for loaded CI machines.
 pub fn fast_timeouts(genesis: &mut serde_json::Value) {
     let consensus = &mut genesis["consensus"];
@@ -137,12 +147,7 @@ impl Cluster {
         tweak(&mut genesis);
         let genesis_text = serde_json::to_string_pretty(&genesis).expect("json");
         let ports = free_ports(3 * validators);
-        let peer_ids: Vec<String> = genesis["validators"]
-            .as_array()
-            .expect("validators")
-            .iter()
-            .map(|v| v["peer_id"].as_str().expect("peer id").to_owned())
-            .collect();
+        let peer_ids = peer_ids(&genesis);
         let mut nodes = Vec::new();
         for i in 0..validators {
             let home = out.join(format!("node{i}"));

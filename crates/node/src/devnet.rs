@@ -252,12 +252,7 @@ pub fn run(args: DevnetArgs) -> Result<()> {
         let (admitted, mut refused) = load(&node0, &signed).await?;
         refused.extend(wait_committed(&node0, &admitted).await?);
         let elapsed = started.elapsed();
-        let status = node0
-            .node()
-            .status(pb::StatusRequest {})
-            .await
-            .map_err(crate::cli::status_error)?
-            .into_inner();
+        let status = node0.status().await?;
         println!(
             "devnet: committed {} records in {} blocks ({:.0} records/s); {} refused by the state rules",
             admitted.len() - refused.len().min(admitted.len()),

@@ -117,13 +117,7 @@ pub fn sync(args: &SyncArgs) -> Result<()> {
     let (tip, records, seconds) = runtime.block_on(async {
         localnet::wait_connected(&network.apis).await?;
         let full = Api::connect(&network.apis[0]).await?;
-        let tip = full
-            .node()
-            .status(pb::StatusRequest {})
-            .await
-            .map_err(crate::cli::status_error)?
-            .into_inner()
-            .height;
+        let tip = full.status().await?.height;
         let empty = Api::connect(&network.apis[1]).await?;
         let deadline = started + Duration::from_secs(args.timeout_seconds);
         loop {

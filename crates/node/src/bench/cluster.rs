@@ -256,13 +256,7 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
         // Blocks are made only while records come, so two more blocks on node 1 mean the
         // half-rate load has begun: the queries start then.
         let height = runtime.block_on(async {
-            let api = Api::connect(&network.apis[1]).await?;
-            let status = api
-                .node()
-                .status(pb::StatusRequest {})
-                .await
-                .map_err(crate::cli::status_error)?;
-            Ok::<_, anyhow::Error>(status.into_inner().height)
+            Ok::<_, anyhow::Error>(Api::connect(&network.apis[1]).await?.status().await?.height)
         })?;
         let month = Date::from_unix_ms(crate::devnet::now_ms())
             .period()

@@ -124,13 +124,7 @@ pub async fn run(args: &QueryArgs) -> Result<()> {
     if args.after_height > 0 {
         let deadline = Instant::now() + AFTER_HEIGHT_WAIT;
         loop {
-            let status = api
-                .node()
-                .status(pb::StatusRequest {})
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            if status.height >= args.after_height {
+            if api.status().await?.height >= args.after_height {
                 break;
             }
             if Instant::now() > deadline {

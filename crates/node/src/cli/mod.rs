@@ -84,6 +84,16 @@ impl Api {
         pb::node_client::NodeClient::with_interceptor(self.channel.clone(), self.auth.clone())
     }
 
+    /// The node's status, with a failed call turned into an error naming its status code.
+    pub async fn status(&self) -> Result<pb::StatusResponse> {
+        Ok(self
+            .node()
+            .status(pb::StatusRequest {})
+            .await
+            .map_err(status_error)?
+            .into_inner())
+    }
+
     /// The `Submit` service.
     pub fn submit(&self) -> pb::submit_client::SubmitClient<Authed> {
         pb::submit_client::SubmitClient::with_interceptor(self.channel.clone(), self.auth.clone())
@@ -140,13 +150,7 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
 
 /// `branchd status`.
 pub async fn status(args: &ApiArgs, json: bool) -> Result<()> {
-    let api = Api::connect(args).await?;
-    let status = api
-        .node()
-        .status(pb::StatusRequest {})
-        .await
-        .map_err(status_error)?
-        .into_inner();
+    let status = Api::connect(args).await?.status().await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&status_json(&status))?);
         return Ok(());
