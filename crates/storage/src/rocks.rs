@@ -7,7 +7,7 @@ use branchledger_state::{ReadError, StateDelta, StateReader, Table};
 use branchledger_types::codec::{decode, encode};
 use branchledger_types::CommittedBlock;
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
     WriteBatch, WriteOptions, DB,
 };
 
@@ -28,6 +28,9 @@ pub const WRITE_BUFFER_BYTES_PER_TABLE: usize = 8 * 1024 * 1024;
 /// Bits per key of the Bloom filters that let a lookup of an absent key (every new record's
 /// duplicate check) skip the files that cannot hold it.
 pub const BLOOM_BITS_PER_KEY: f64 = 10.0;
+
+/// Size of one partition of a file's index and filter, bytes: what a point read loads of them.
+pub const METADATA_BLOCK_BYTES: usize = 4 * 1024;
 
 /// How to open a [`RocksStore`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,6 +102,15 @@ impl RocksStore {
                 // Index and filter blocks live in the block cache, so its bound covers them.
                 table_options.set_cache_index_and_filter_blocks(true);
                 table_options.set_pin_l0_filter_and_index_blocks_in_cache(true);
+                // Partitioned: a lookup loads one small partition of a file's filter and index,
+                // not the whole of them. With whole-file filters a large store's filter blocks
+                // (megabytes per file) kept falling out of a bounded cache, and every point
+                // read fetched and checksummed one again: the write rate of a chain past a
+                // million records fell from ~19 000 to ~3 500 records/s.
+                table_options.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+                table_options.set_partition_filters(true);
+                table_options.set_metadata_block_size(METADATA_BLOCK_BYTES);
+                table_options.set_pin_top_level_index_and_filter(true);
                 let mut cf_options = Options::default();
                 cf_options.set_block_based_table_factory(&table_options);
                 cf_options.set_compression_type(DBCompressionType::Lz4);
