@@ -67,6 +67,8 @@ pub struct GenChainReport {
     pub busy_member: String,
     /// The id of one committed record, for the query benchmark.
     pub sample_record: String,
+    /// Peak resident memory of this process, bytes.
+    pub peak_rss_bytes: u64,
 }
 
 /// The member `m` of branch `b`.
@@ -225,6 +227,7 @@ pub fn run(args: &GenChainArgs) -> Result<()> {
         records_per_second: written as f64 / seconds.max(1e-9),
         busy_member: member(0, 0).to_string(),
         sample_record,
+        peak_rss_bytes: super::cluster::peak_rss(std::process::id()),
     };
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
