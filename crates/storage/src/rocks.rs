@@ -7,8 +7,8 @@ use branchledger_state::{ReadError, StateDelta, StateReader, Table};
 use branchledger_types::codec::{decode, encode};
 use branchledger_types::CommittedBlock;
 use rocksdb::{
-    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
-    WriteBatch, WriteOptions, DB,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor,
+    DBCompressionType, Options, WriteBatch, WriteOptions, DB,
 };
 
 use crate::chain::{plan_commit, ChainReader, ChainWriter};

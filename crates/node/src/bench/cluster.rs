@@ -9,8 +9,11 @@
 //! 3. For each offered rate, runs `branchd bench load` as a separate process for the window,
 //!    and stops at saturation (commits fall below 90% of the offer, records are lost, or
 //!    p99 exceeds 5 s).
-//! 4. Runs once more at half the best committed rate, for the latency there, with a query
-//!    load (`branchd bench query`, a process of its own) against one node meanwhile.
+//! 4. Runs twice more at half the best committed rate: alone, for the latency there, and with
+//!    a query load (`branchd bench query`, a process of its own) against one node meanwhile.
+//!
+//! Before each step every node's mempool has drained, so no step inherits its predecessor's
+//! backlog.
 //! 5. Reports every step, the ratio to the ceiling, and each node's peak resident memory, as
 //!    JSON (`--out`) and as a table.
 
@@ -81,8 +84,10 @@ pub struct ClusterReport {
     pub ratio_to_ceiling: f64,
     /// The run at half the best rate.
     pub half: Option<LoadReport>,
-    /// The query load against node 1 during the run at half the best rate: per query kind,
-    /// queries/s and latency (`branchd bench query`'s report).
+    /// The run at half the best rate again, with the query load meanwhile.
+    pub half_with_queries: Option<LoadReport>,
+    /// The query load against node 1 during `half_with_queries`: per query kind, queries/s and
+    /// latency (`branchd bench query`'s report).
     pub queries_during_half: Option<serde_json::Value>,
     /// Each node's peak resident memory, bytes (VmHWM).
     pub node_peak_rss_bytes: Vec<u64>,
@@ -99,6 +104,27 @@ pub fn peak_rss(pid: u32) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
         .map_or(0, |kib| kib * 1024)
+}
+
+/// Longest wait for the mempools to drain between steps.
+const DRAIN_WAIT: Duration = Duration::from_secs(120);
+
+/// Waits until no node has records waiting.
+async fn drained(apis: &[crate::cli::ApiArgs]) -> Result<()> {
+    let deadline = Instant::now() + DRAIN_WAIT;
+    for args in apis {
+        let api = Api::connect(args).await?;
+        while api.status().await?.mempool_records > 0 {
+            if Instant::now() > deadline {
+                bail!(
+                    "the mempools did not drain within {} s",
+                    DRAIN_WAIT.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
 }
 
 fn saturated(report: &LoadReport) -> bool {
@@ -200,6 +226,7 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
     let exe = std::env::current_exe().context("finding the branchd binary")?;
     let mut nonce_base = 1_000_000_000u64;
     let mut load = |rate: u64| -> Result<LoadReport> {
+        runtime.block_on(drained(&network.apis))?;
         eprintln!("bench: offering {rate} records/s for {} s", args.seconds);
         let output = Command::new(&exe)
             .args(["bench", "load", "--net"])
@@ -250,9 +277,12 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
         .filter(|s| s.lost == 0)
         .map(|s| s.committed_per_second)
         .fold(0.0, f64::max);
-    let (half, queries_during_half) = if args.no_half || best < 2.0 {
-        (None, None)
+    let (half, half_with_queries, queries_during_half) = if args.no_half || best < 2.0 {
+        (None, None, None)
     } else {
+        let half_rate = (best / 2.0).round() as u64;
+        let half = load(half_rate)?;
+        runtime.block_on(drained(&network.apis))?;
         // Blocks are made only while records come, so two more blocks on node 1 mean the
         // half-rate load has begun: the queries start then.
         let height = runtime.block_on(async {
@@ -273,7 +303,7 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .context("starting the query load")?;
-        let half = load((best / 2.0).round() as u64)?;
+        let with_queries = load(half_rate)?;
         let output = queries
             .wait_with_output()
             .context("waiting for the query load")?;
@@ -286,7 +316,7 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
         let queries: serde_json::Value =
             serde_json::from_slice(&output.stdout).context("reading the query load's report")?;
         eprintln!("bench:   queries meanwhile: {queries}");
-        (Some(half), Some(queries))
+        (Some(half), Some(with_queries), Some(queries))
     };
     let node_peak_rss_bytes = network.pids().into_iter().map(peak_rss).collect();
     network.stop()?;
@@ -299,6 +329,7 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
         best_committed_per_second: best,
         ratio_to_ceiling: best / ceiling,
         half,
+        half_with_queries,
         queries_during_half,
         node_peak_rss_bytes,
     };
