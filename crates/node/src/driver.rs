@@ -103,6 +103,8 @@ pub struct Committed {
     pub record_ids: Vec<Hash>,
     /// Its time.
     pub time_ms: u64,
+    /// The round that decided it (above 0: earlier rounds of the height failed).
+    pub round: Round,
 }
 
 /// The driver of one node.
@@ -439,6 +441,7 @@ impl Driver {
                 break;
             }
             self.timers.pop();
+            tracing::debug!(height, round, ?step, "timeout fired");
             self.step(
                 Input::Timeout {
                     height,
@@ -485,11 +488,13 @@ impl Driver {
             .collect();
         let recheck = may_invalidate_any(&committed.block);
         let time_ms = committed.block.header.time_ms;
+        let round = committed.commit.round;
         self.ledger.apply_synced(committed)?;
         self.committed.push(Committed {
             height,
             record_ids: record_ids.clone(),
             time_ms,
+            round,
         });
         self.after_commit(height, &record_ids, recheck, now)?;
         self.step(Input::Committed { height }, now, net)?;
@@ -598,11 +603,13 @@ impl Driver {
                 let record_ids: Vec<Hash> = block.records.iter().map(SignedRecord::id).collect();
                 let recheck = may_invalidate_any(&block);
                 let time_ms = block.header.time_ms;
+                let round = certificate.round;
                 self.ledger.commit(block, certificate, &delta)?;
                 self.committed.push(Committed {
                     height,
                     record_ids: record_ids.clone(),
                     time_ms,
+                    round,
                 });
                 self.after_commit(height, &record_ids, recheck, now)?;
             }

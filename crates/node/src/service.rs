@@ -550,6 +550,7 @@ impl NodeLoop {
             }
             tracing::info!(
                 height = committed.height,
+                round = committed.round,
                 records = committed.record_ids.len(),
                 "committed block"
             );
