@@ -17,6 +17,10 @@ use branchledger_types::{
 };
 use branchledger_verifier::VerificationError;
 
+/// A committed block's store write (the synced RocksDB batch) at least this long is logged as
+/// a warning with its duration.
+pub const SLOW_COMMIT_WRITE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Why a block was not accepted or could not be stored.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -265,7 +269,20 @@ impl Ledger {
             block,
             commit: certificate,
         };
-        Ok(self.store.commit_block(&committed, delta)?)
+        let started = std::time::Instant::now();
+        let tip = self.store.commit_block(&committed, delta)?;
+        let took = started.elapsed();
+        if took >= SLOW_COMMIT_WRITE {
+            // Every vote of the next height waits for this write: an operator seeing heights
+            // slow down needs to know that the disk, not consensus, held them up.
+            tracing::warn!(
+                height,
+                records = committed.block.records.len(),
+                ms = took.as_millis() as u64,
+                "slow block write"
+            );
+        }
+        Ok(tip)
     }
 
     /// Verifies a block fetched by block sync (everything: link, proposer, certificate, size,

@@ -131,8 +131,14 @@ impl EventLoop {
             .with_dns()
             .map_err(|e| invalid("name resolution", e))?
             .with_behaviour(|_key| {
+                // gossipsub's own counters (queues, failed and dropped sends, duplicates, mesh
+                // churn), so an operator can see what the gossip layer did to a message.
                 let gossipsub =
-                    gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)?;
+                    gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)?
+                        .with_metrics(
+                            registry.sub_registry_with_prefix("gossipsub"),
+                            gossipsub::MetricsConfig::default(),
+                        );
                 Ok(Behaviour {
                     allowed,
                     banned: Default::default(),
