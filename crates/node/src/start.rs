@@ -82,6 +82,16 @@ pub fn load_config(args: &StartArgs) -> Result<NodeConfig> {
 pub fn run(args: StartArgs) -> Result<()> {
     let config = load_config(&args)?;
     init_logging(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    // Installed before anything is opened, so that a SIGTERM arriving while the store opens
+    // (seconds, for a large one) or as soon as the node is reachable is kept and stops the
+    // node cleanly once it runs, rather than killing it.
+    let signals = {
+        let _runtime = runtime.enter();
+        ShutdownSignals::install()?
+    };
     let home = Home::new(&args.home);
     let text = std::fs::read_to_string(home.genesis_path())
         .with_context(|| format!("reading {}", home.genesis_path().display()))?;
@@ -125,18 +135,12 @@ pub fn run(args: StartArgs) -> Result<()> {
         tracing::warn!("fault test: this validator equivocates");
         driver.equivocate(key);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let node_key = read_key(&home.key_path(KeyRole::Node), KeyRole::Node)?;
     let p2p_config = p2p_config(&config, &genesis, node_key.seed())?;
     let store_for_sync = ledger_store.clone();
     let api_store = ledger_store.clone();
     let branch = branch_signer(&home, &genesis)?;
     runtime.block_on(async move {
-        // Installed before anything listens, so that a SIGTERM arriving as soon as the node is
-        // reachable still stops it cleanly rather than killing it.
-        let signals = ShutdownSignals::install()?;
         let mut metrics = Metrics::new();
         let (client, events, event_loop) =
             branchledger_p2p::new(p2p_config, metrics.registry_mut())?;
