@@ -18,7 +18,7 @@ use std::io::{Read, Write};
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use branchledger_crypto::Hash;
-use branchledger_state::{apply_block, BlockError, MemState};
+use branchledger_state::MemState;
 use branchledger_storage::{ChainReader, StorageError};
 use branchledger_types::codec::{decode, encode};
 use branchledger_types::limits::BLOCK_BYTES_MAX;
@@ -237,31 +237,7 @@ pub fn verify_export(
         }
         if replay {
             let block = &committed.block;
-            let (delta, next) = apply_block(
-                &state,
-                genesis,
-                height,
-                block.header.time_ms,
-                &block.records,
-                &digest,
-            )
-            .map_err(|error| match error {
-                BlockError::Rejected(r) => AuditFailure {
-                    height,
-                    record: Some(r.record_id),
-                    rule: r.reason.to_string(),
-                },
-                other => bad(height, other.to_string()),
-            })?;
-            if next != block.header.state_digest {
-                return Err(bad(
-                    height,
-                    format!(
-                        "state digest: replay gives {next}, header says {}",
-                        block.header.state_digest
-                    ),
-                ));
-            }
+            let (delta, next) = crate::replay_block(&state, genesis, block, &digest)?;
             state.apply_delta(delta);
             digest = next;
         }

@@ -23,9 +23,9 @@ pub mod proof;
 use std::time::{Duration, Instant};
 
 use branchledger_crypto::Hash;
-use branchledger_state::{apply_block, BlockError, StateDelta, Table};
+use branchledger_state::{apply_block, BlockError, StateDelta, StateReader, Table};
 use branchledger_storage::{ChainReader, Column, RocksOptions, RocksStore, StorageError};
-use branchledger_types::{BlockHeader, CommittedBlock, Genesis, Height};
+use branchledger_types::{Block, BlockHeader, CommittedBlock, Genesis, Height};
 use branchledger_verifier::VerificationError;
 use serde::Serialize;
 
@@ -80,6 +80,47 @@ fn fail(height: Height, record: Option<Hash>, rule: impl Into<String>) -> AuditF
         record,
         rule: rule.into(),
     }
+}
+
+/// Replays `block`'s records through the state rules on top of `reader`, after the state
+/// whose digest is `digest`: the delta and the new digest, which must be the header's.
+pub(crate) fn replay_block(
+    reader: &dyn StateReader,
+    genesis: &Genesis,
+    block: &Block,
+    digest: &Hash,
+) -> Result<(StateDelta, Hash), AuditFailure> {
+    let height = block.header.height;
+    let (delta, next_digest) = apply_block(
+        reader,
+        genesis,
+        height,
+        block.header.time_ms,
+        &block.records,
+        digest,
+    )
+    .map_err(|error| match error {
+        BlockError::Rejected(rejection) => fail(
+            height,
+            Some(rejection.record_id),
+            format!(
+                "record {} breaks a state rule: {}",
+                rejection.index, rejection.reason
+            ),
+        ),
+        other => fail(height, None, other.to_string()),
+    })?;
+    if next_digest != block.header.state_digest {
+        return Err(fail(
+            height,
+            None,
+            format!(
+                "state digest: replay gives {next_digest}, header says {}",
+                block.header.state_digest
+            ),
+        ));
+    }
+    Ok((delta, next_digest))
 }
 
 fn storage_failure(height: Height, error: StorageError) -> AuditFailure {
@@ -172,35 +213,7 @@ pub fn verify_store_in(
         for (height, checked) in rx {
             let committed = checked?;
             let block = &committed.block;
-            let (delta, next_digest) = apply_block(
-                &state.store,
-                genesis,
-                height,
-                block.header.time_ms,
-                &block.records,
-                &digest,
-            )
-            .map_err(|error| match error {
-                BlockError::Rejected(rejection) => fail(
-                    height,
-                    Some(rejection.record_id),
-                    format!(
-                        "record {} breaks a state rule: {}",
-                        rejection.index, rejection.reason
-                    ),
-                ),
-                other => fail(height, None, other.to_string()),
-            })?;
-            if next_digest != block.header.state_digest {
-                return Err(fail(
-                    height,
-                    None,
-                    format!(
-                        "state digest: replay gives {next_digest}, header says {}",
-                        block.header.state_digest
-                    ),
-                ));
-            }
+            let (delta, next_digest) = replay_block(&state.store, genesis, block, &digest)?;
             state.apply(height, &delta)?;
             digest = next_digest;
             records += block.records.len() as u64;
@@ -295,14 +308,7 @@ fn last_write_height(
             break;
         };
         let block = &committed.block;
-        let Ok((delta, next)) = apply_block(
-            &state.store,
-            genesis,
-            height,
-            block.header.time_ms,
-            &block.records,
-            &digest,
-        ) else {
+        let Ok((delta, next)) = replay_block(&state.store, genesis, block, &digest) else {
             break;
         };
         if delta.writes.contains_key(&(table, key.to_vec())) {
