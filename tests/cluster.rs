@@ -56,16 +56,7 @@ async fn a_killed_validator_does_not_stop_the_others_and_catches_up_when_restart
     let mut cluster = Cluster::new(4, fast_timeouts);
     cluster.start_all();
     cluster.wait_connected().await;
-    for i in 0..3 {
-        submit(
-            &cluster,
-            i,
-            member_joined(&format!("m-{i}")),
-            COMMIT_WAIT_MS,
-        )
-        .await
-        .expect("joined");
-    }
+    support::join_members(&cluster, 0..3, COMMIT_WAIT_MS).await;
     cluster.kill(3);
     let mut last = 0;
     for round in 0..2u32 {
@@ -93,13 +84,9 @@ async fn a_killed_validator_does_not_stop_the_others_and_catches_up_when_restart
         .expect("restarted node takes records");
     let height = response.committed.expect("committed").height;
     assert!(height > last);
-    for i in 0..4 {
-        cluster
-            .wait_status(i, "the last commit", Duration::from_secs(30), |s| {
-                s.height >= height
-            })
-            .await;
-    }
+    cluster
+        .wait_height(0..4, height, Duration::from_secs(30))
+        .await;
     cluster.terminate_all();
     let reference = cluster.blocks(0);
     for i in 1..4 {
@@ -561,11 +548,7 @@ async fn forged_gossip_from_a_listed_peer_is_rejected_counted_and_the_cluster_st
         .await
         .expect("the cluster still commits");
     assert_eq!(response.committed.expect("committed").height, 3);
-    for i in 0..3 {
-        cluster
-            .wait_status(i, "height 3", Duration::from_secs(30), |s| s.height >= 3)
-            .await;
-    }
+    cluster.wait_height(0..3, 3, Duration::from_secs(30)).await;
     drop(cases);
     cluster.terminate_all();
     let blocks: Vec<_> = (0..3).map(|i| cluster.blocks(i)).collect();

@@ -104,11 +104,7 @@ async fn validators_killed_at_random_instants_under_load_lose_nothing_acknowledg
     let mut cluster = Cluster::new(4, fast_timeouts);
     cluster.start_all();
     cluster.wait_connected().await;
-    for i in 0..4 {
-        submit(&cluster, i, member_joined(&format!("m-{i}")), 30_000)
-            .await
-            .unwrap_or_else(|e| panic!("node {i}: {e}"));
-    }
+    support::join_members(&cluster, 0..4, 30_000).await;
 
     // Steady load: each node's branch records a study session for its member, one request
     // in flight per node, waiting for the commit. What commits is acknowledged.
@@ -228,11 +224,7 @@ async fn a_validator_with_its_clock_an_hour_ahead_cannot_get_a_block_from_the_fu
     cluster.start_with(3, &["--clock-offset-ms", "3600000"]);
     cluster.wait_connected().await;
     // Enough heights that node 3 is the first proposer of several of them.
-    for i in 0..4 {
-        submit(&cluster, i, member_joined(&format!("m-{i}")), 60_000)
-            .await
-            .unwrap_or_else(|e| panic!("node {i}: {e}"));
-    }
+    support::join_members(&cluster, 0..4, 60_000).await;
     let mut top = 0;
     for n in 0..12u32 {
         let i = (n % 4) as usize;
@@ -285,11 +277,7 @@ async fn an_equivocating_validator_causes_no_fork_and_its_double_votes_are_repor
     }
     cluster.start_with(3, &["--test-equivocate"]);
     cluster.wait_connected().await;
-    for i in 0..3 {
-        submit(&cluster, i, member_joined(&format!("m-{i}")), 60_000)
-            .await
-            .unwrap_or_else(|e| panic!("node {i}: {e}"));
-    }
+    support::join_members(&cluster, 0..3, 60_000).await;
     let mut top = 0;
     for n in 0..12u32 {
         let i = (n % 3) as usize;
@@ -325,13 +313,9 @@ async fn an_equivocating_validator_causes_no_fork_and_its_double_votes_are_repor
             assert_ne!(first.block_id, second.block_id);
         }
     }
-    for i in 0..4 {
-        cluster
-            .wait_status(i, "the last commit", Duration::from_secs(60), |s| {
-                s.height >= top
-            })
-            .await;
-    }
+    cluster
+        .wait_height(0..4, top, Duration::from_secs(60))
+        .await;
     cluster.terminate_all();
     let chains: Vec<Vec<Vec<u8>>> = (0..4).map(|i| cluster.blocks(i)).collect();
     let shortest = chains.iter().map(Vec::len).min().expect("nodes");

@@ -203,15 +203,6 @@ impl Drop for Lab {
     }
 }
 
-/// Waits until every node's height is at least `height`.
-async fn all_reach(cluster: &Cluster, height: u64, within: Duration) {
-    for i in 0..cluster.nodes.len() {
-        cluster
-            .wait_status(i, "the height", within, |s| s.height >= height)
-            .await;
-    }
-}
-
 /// Every node's chain is a prefix of the longest: no fork.
 fn no_fork(cluster: &mut Cluster) {
     cluster.terminate_all();
@@ -234,13 +225,11 @@ async fn a_two_two_split_commits_nothing_and_forks_nothing_and_heals() {
     let mut cluster = lab.cluster();
     cluster.start_all();
     cluster.wait_connected().await;
-    for i in 0..4 {
-        submit(&cluster, i, member_joined(&format!("m-{i}")), 30_000)
-            .await
-            .unwrap_or_else(|e| panic!("node {i}: {e}"));
-    }
+    support::join_members(&cluster, 0..4, 30_000).await;
     let before = cluster.status(0).await.expect("status").height;
-    all_reach(&cluster, before, Duration::from_secs(30)).await;
+    cluster
+        .wait_height(0..4, before, Duration::from_secs(30))
+        .await;
     lab.split(&[0, 1]);
     let left = submit(&cluster, 0, study("m-0", 20), 3_000)
         .await
@@ -261,7 +250,7 @@ async fn a_two_two_split_commits_nothing_and_forks_nothing_and_heals() {
     }
     let healed = Instant::now();
     lab.heal();
-    all_reach(&cluster, before + 1, RESUME_WITHIN).await;
+    cluster.wait_height(0..4, before + 1, RESUME_WITHIN).await;
     for i in 0..4 {
         cluster
             .wait_status(i, "both sides' records committed", RESUME_WITHIN, |s| {
@@ -279,11 +268,7 @@ async fn one_cut_off_from_three_catches_up_after_the_heal() {
     let mut cluster = lab.cluster();
     cluster.start_all();
     cluster.wait_connected().await;
-    for i in 0..3 {
-        submit(&cluster, i, member_joined(&format!("m-{i}")), 30_000)
-            .await
-            .unwrap_or_else(|e| panic!("node {i}: {e}"));
-    }
+    support::join_members(&cluster, 0..3, 30_000).await;
     lab.split(&[3]);
     let mut top = 0;
     for n in 0..6u32 {

@@ -338,6 +338,16 @@ impl Cluster {
         }
     }
 
+    /// Waits until every node of `nodes` has committed `height`, each within `within`.
+    pub async fn wait_height(&self, nodes: std::ops::Range<usize>, height: u64, within: Duration) {
+        for i in nodes {
+            self.wait_status(i, &format!("height {height}"), within, |s| {
+                s.height >= height
+            })
+            .await;
+        }
+    }
+
     /// Waits until every running node is connected to every other running node.
     pub async fn wait_connected(&self) {
         let running: Vec<usize> = (0..self.nodes.len()).filter(|i| self.running(*i)).collect();
@@ -499,4 +509,14 @@ pub fn metric_with(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Member `m-{i}` joins through node `i`, for every node in `nodes`, each waiting up to
+/// `wait_ms` for its commit.
+pub async fn join_members(cluster: &Cluster, nodes: std::ops::Range<usize>, wait_ms: u32) {
+    for i in nodes {
+        submit(cluster, i, member_joined(&format!("m-{i}")), wait_ms)
+            .await
+            .unwrap_or_else(|e| panic!("m-{i} joining through node {i}: {e}"));
+    }
 }
