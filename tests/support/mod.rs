@@ -433,13 +433,7 @@ pub fn metrics(cluster: &Cluster, i: usize) -> Option<String> {
 
 /// The sum of every sample of the metric `name` (all label sets) in `text`.
 pub fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    metric_with(text, name, &[])
 }
 
 /// The last `lines` lines of `text`.
@@ -496,15 +490,16 @@ pub async fn submit(
 }
 
 /// The sum of the samples of the metric `name` whose labels include every `key="value"` of
-/// `labels`.
+/// `labels` (with none: every sample, labelled or not).
 pub fn metric_with(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|l| {
             l.strip_prefix(name).is_some_and(|rest| {
-                rest.starts_with('{')
-                    && labels
-                        .iter()
-                        .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+                (rest.starts_with(' ') && labels.is_empty())
+                    || (rest.starts_with('{')
+                        && labels
+                            .iter()
+                            .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
             })
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
