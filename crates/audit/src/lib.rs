@@ -19,18 +19,20 @@
 pub mod decoders;
 pub mod export;
 pub mod proof;
+pub mod replay;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use branchledger_crypto::Hash;
 use branchledger_state::{apply_block, BlockError, StateDelta, StateReader, Table};
-use branchledger_storage::{ChainReader, Column, RocksOptions, RocksStore, StorageError};
+use branchledger_storage::{ChainReader, RocksStore, StorageError, Tip};
 use branchledger_types::{Block, BlockHeader, CommittedBlock, Genesis, Height};
 use branchledger_verifier::VerificationError;
 use serde::Serialize;
 
-/// Entries read per page when comparing stored state with the replay.
-pub const SCAN_PAGE: usize = 4_096;
+use replay::{Entries, Keep, Replay};
+
 /// Blocks read and verified ahead of the replay.
 pub const PIPELINE_BLOCKS: usize = 2;
 
@@ -74,7 +76,7 @@ pub struct AuditReport {
     pub elapsed_ms: u64,
 }
 
-fn fail(height: Height, record: Option<Hash>, rule: impl Into<String>) -> AuditFailure {
+pub(crate) fn fail(height: Height, record: Option<Hash>, rule: impl Into<String>) -> AuditFailure {
     AuditFailure {
         height,
         record,
@@ -136,35 +138,6 @@ pub(crate) fn verification_failure(height: Height, error: VerificationError) -> 
     fail(height, record, error.to_string())
 }
 
-/// The replayed state: a scratch store in a temporary directory, removed when dropped.
-struct Replay {
-    store: RocksStore,
-    _dir: tempfile::TempDir,
-}
-
-impl Replay {
-    /// An empty replay under `parent` (the system's temporary directory when `None`).
-    fn new(parent: Option<&std::path::Path>) -> Result<Replay, AuditFailure> {
-        let scratch = |e: String| fail(0, None, format!("scratch store for the replay: {e}"));
-        let mut builder = tempfile::Builder::new();
-        builder.prefix("branchledger-audit-");
-        let dir = match parent {
-            Some(parent) => builder.tempdir_in(parent),
-            None => builder.tempdir(),
-        }
-        .map_err(|e| scratch(e.to_string()))?;
-        let store = RocksStore::open_with(&dir.path().join("state"), &RocksOptions::default())
-            .map_err(|e| scratch(e.to_string()))?;
-        Ok(Replay { store, _dir: dir })
-    }
-
-    fn apply(&self, height: Height, delta: &StateDelta) -> Result<(), AuditFailure> {
-        self.store
-            .write_scratch_state(delta)
-            .map_err(|e| fail(height, None, format!("scratch store for the replay: {e}")))
-    }
-}
-
 /// Verifies the chain in `store` against `genesis`, replaying the state in a scratch store
 /// under the system's temporary directory. `progress` is called after each block with the
 /// height and the records verified so far.
@@ -177,6 +150,12 @@ pub fn verify_store(
 }
 
 /// [`verify_store`], with the scratch store under `scratch_parent`.
+///
+/// The fast pass keeps in its scratch store only the tables the state rules read and
+/// compares every table by digest (see [`replay`]); if any stored table differs from the
+/// replay, the exact pass runs again from genesis, keeping every table, to name the first
+/// entry that differs and the block that wrote it. A chain that breaks a rule is reported by
+/// the fast pass itself, exactly as the exact pass would report it.
 pub fn verify_store_in(
     genesis: &Genesis,
     store: &(impl ChainReader + Sync),
@@ -184,9 +163,124 @@ pub fn verify_store_in(
     mut progress: impl FnMut(Height, u64),
 ) -> Result<AuditReport, AuditFailure> {
     let started = Instant::now();
+    let secret = replay::digest_secret()?;
+    let report = match fast_pass(genesis, store, scratch_parent, secret, &mut progress)? {
+        Pass::Verified(report) => report,
+        Pass::Recheck => exact_pass(genesis, store, scratch_parent, secret, &mut progress)?,
+    };
+    Ok(AuditReport {
+        elapsed_ms: duration_ms(started.elapsed()),
+        ..report
+    })
+}
+
+/// What the fast pass concluded.
+enum Pass {
+    /// Everything holds.
+    Verified(AuditReport),
+    /// The chain holds but the stored tables may not: the exact pass decides.
+    Recheck,
+}
+
+fn fast_pass(
+    genesis: &Genesis,
+    store: &(impl ChainReader + Sync),
+    scratch_parent: Option<&std::path::Path>,
+    secret: [u8; 32],
+    progress: &mut impl FnMut(Height, u64),
+) -> Result<Pass, AuditFailure> {
+    let tip = store.tip().map_err(|e| storage_failure(0, e))?;
+    let mut state = Replay::new(scratch_parent, Keep::Read, secret)?;
+    let cancel = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // The stored tables are digested while the replay runs: the store does not change.
+        let stored = scope.spawn(|| replay::digest_tables(store, &secret, &cancel));
+        let replayed = replay_chain(genesis, store, tip.as_ref(), &mut state, progress);
+        let replayed = match replayed {
+            Err(failure) => {
+                cancel.store(true, Ordering::Relaxed);
+                if state.unsupported().is_some() {
+                    return Ok(Pass::Recheck);
+                }
+                return Err(failure);
+            }
+            Ok(_) if state.unsupported().is_some() => {
+                cancel.store(true, Ordering::Relaxed);
+                return Ok(Pass::Recheck);
+            }
+            Ok(replayed) => replayed,
+        };
+        state.finish()?;
+        let expected = state.table_digests();
+        let stored = stored
+            .join()
+            .expect("the table digest thread does not panic");
+        match (expected, stored) {
+            (Ok(expected), Ok(stored)) if expected == stored => Ok(Pass::Verified(report(
+                genesis,
+                tip.as_ref(),
+                replayed,
+                expected.entries(),
+            ))),
+            _ => Ok(Pass::Recheck),
+        }
+    })
+}
+
+fn exact_pass(
+    genesis: &Genesis,
+    store: &(impl ChainReader + Sync),
+    scratch_parent: Option<&std::path::Path>,
+    secret: [u8; 32],
+    progress: &mut impl FnMut(Height, u64),
+) -> Result<AuditReport, AuditFailure> {
     let tip = store.tip().map_err(|e| storage_failure(0, e))?;
     let tip_height = tip.as_ref().map_or(0, |t| t.height);
-    let state = Replay::new(scratch_parent)?;
+    let mut state = Replay::new(scratch_parent, Keep::All, secret)?;
+    let replayed = replay_chain(genesis, store, tip.as_ref(), &mut state, progress)?;
+    state.finish()?;
+    let state_entries = compare_state(store, state.store()).map_err(|mismatch| {
+        // Only on failure: replay again to name the last block that wrote the key.
+        let height = last_write_height(
+            genesis,
+            store,
+            scratch_parent,
+            mismatch.table,
+            &mismatch.key,
+            tip_height,
+        );
+        fail(height, None, mismatch.rule)
+    })?;
+    Ok(report(genesis, tip.as_ref(), replayed, state_entries))
+}
+
+fn report(
+    genesis: &Genesis,
+    tip: Option<&Tip>,
+    (records, digest): (u64, Hash),
+    state_entries: u64,
+) -> AuditReport {
+    AuditReport {
+        chain_id: genesis.chain_id.clone(),
+        blocks: tip.map_or(0, |t| t.height),
+        records,
+        tip_block_id: tip.map(|t| t.block_id.to_hex()),
+        state_digest: digest.to_hex(),
+        state_entries,
+        elapsed_ms: 0,
+    }
+}
+
+/// Reads, verifies and replays every block up to `tip` into `state`: the records replayed
+/// and the final state digest, which must be the stored tip's.
+fn replay_chain(
+    genesis: &Genesis,
+    store: &(impl ChainReader + Sync),
+    tip: Option<&Tip>,
+    state: &mut Replay,
+    progress: &mut impl FnMut(Height, u64),
+) -> Result<(u64, Hash), AuditFailure> {
+    let tip_height = tip.map_or(0, |t| t.height);
     // Two stages: one thread reads each block and checks its link, certificate, root and
     // signatures (on rayon's threads) a block or two ahead, while this one replays the state
     // rules in order. Verdicts are taken block by block in the order of the rules, so the
@@ -194,7 +288,7 @@ pub fn verify_store_in(
     let (tx, rx) = std::sync::mpsc::sync_channel::<(Height, Result<CommittedBlock, AuditFailure>)>(
         PIPELINE_BLOCKS,
     );
-    let replayed = std::thread::scope(|scope| {
+    let (records, digest) = std::thread::scope(|scope| {
         scope.spawn(move || {
             let mut prev: Option<BlockHeader> = None;
             for height in 1..=tip_height {
@@ -213,16 +307,15 @@ pub fn verify_store_in(
         for (height, checked) in rx {
             let committed = checked?;
             let block = &committed.block;
-            let (delta, next_digest) = replay_block(&state.store, genesis, block, &digest)?;
-            state.apply(height, &delta)?;
+            let (delta, next_digest) = replay_block(&*state, genesis, block, &digest)?;
+            state.apply(height, delta)?;
             digest = next_digest;
             records += block.records.len() as u64;
             progress(height, records);
         }
-        Ok((records, digest))
-    });
-    let (records, digest) = replayed?;
-    if let Some(tip) = &tip {
+        Ok::<_, AuditFailure>((records, digest))
+    })?;
+    if let Some(tip) = tip {
         if tip.state_digest != digest {
             return Err(fail(
                 tip_height,
@@ -231,27 +324,7 @@ pub fn verify_store_in(
             ));
         }
     }
-    let state_entries = compare_state(store, &state.store).map_err(|mismatch| {
-        // Only on failure: replay again to name the last block that wrote the key.
-        let height = last_write_height(
-            genesis,
-            store,
-            scratch_parent,
-            mismatch.table,
-            &mismatch.key,
-            tip_height,
-        );
-        fail(height, None, mismatch.rule)
-    })?;
-    Ok(AuditReport {
-        chain_id: genesis.chain_id.clone(),
-        blocks: tip_height,
-        records,
-        tip_block_id: tip.map(|t| t.block_id.to_hex()),
-        state_digest: digest.to_hex(),
-        state_entries,
-        elapsed_ms: duration_ms(started.elapsed()),
-    })
+    Ok((records, digest))
 }
 
 /// Reads the block at `height` and checks everything but the state rules: link to `prev`,
@@ -298,7 +371,10 @@ fn last_write_height(
     key: &[u8],
     tip_height: Height,
 ) -> Height {
-    let Ok(state) = Replay::new(scratch_parent) else {
+    let Ok(secret) = replay::digest_secret() else {
+        return tip_height;
+    };
+    let Ok(mut state) = Replay::new(scratch_parent, Keep::All, secret) else {
         return tip_height;
     };
     let mut digest = Hash::ZERO;
@@ -308,67 +384,18 @@ fn last_write_height(
             break;
         };
         let block = &committed.block;
-        let Ok((delta, next)) = replay_block(&state.store, genesis, block, &digest) else {
+        let Ok((delta, next)) = replay_block(&state, genesis, block, &digest) else {
             break;
         };
         if delta.writes.contains_key(&(table, key.to_vec())) {
             last = height;
         }
-        if state.apply(height, &delta).is_err() {
+        if state.apply(height, delta).is_err() {
             break;
         }
         digest = next;
     }
     last
-}
-
-/// A stored key and value.
-type Entry = (Vec<u8>, Vec<u8>);
-
-/// A table's entries in key order, read a page at a time.
-struct Entries<'a, R: ?Sized> {
-    reader: &'a R,
-    column: Column,
-    page: std::vec::IntoIter<Entry>,
-    after: Option<Vec<u8>>,
-    done: bool,
-}
-
-impl<'a, R: ChainReader + ?Sized> Entries<'a, R> {
-    fn new(reader: &'a R, table: Table) -> Self {
-        Entries {
-            reader,
-            column: Column::State(table),
-            page: Vec::new().into_iter(),
-            after: None,
-            done: false,
-        }
-    }
-
-    fn next_entry(&mut self) -> Result<Option<Entry>, StorageError> {
-        if let Some(entry) = self.page.next() {
-            self.after = Some(entry.0.clone());
-            return Ok(Some(entry));
-        }
-        if self.done {
-            return Ok(None);
-        }
-        let page = self
-            .reader
-            .scan_raw(self.column, &[], self.after.as_deref(), SCAN_PAGE)?;
-        self.done = page.len() < SCAN_PAGE;
-        self.page = page.into_iter();
-        match self.page.next() {
-            Some(entry) => {
-                self.after = Some(entry.0.clone());
-                Ok(Some(entry))
-            }
-            None => {
-                self.done = true;
-                Ok(None)
-            }
-        }
-    }
 }
 
 /// Every stored state table must equal the replayed state, entry for entry: both are walked

@@ -49,6 +49,9 @@ fn an_honest_chain_passes() {
     assert_eq!(report.records, BLOCKS * 3);
     assert!(report.state_entries > 0);
     assert_eq!(seen.last(), Some(&(BLOCKS, BLOCKS * 3)));
+    // One pass: the digests of the stored tables matched the fast pass's, so the exact pass
+    // (which would report every height again) did not run.
+    assert_eq!(seen.len() as u64, BLOCKS, "{seen:?}");
     assert_eq!(
         Some(report.state_digest),
         store.tip().expect("tip").map(|t| t.state_digest.to_hex())
@@ -254,4 +257,69 @@ fn state_reader_of_the_store_matches_the_replay() {
         .get(Table::StudyByMember, &key)
         .expect("read")
         .is_some());
+}
+
+/// The height in a key of the indexes that end `height(u64 BE) ‖ index(u32 BE)`.
+fn height_in_index_key(key: &[u8]) -> u64 {
+    u64::from_be_bytes(
+        key[key.len() - 12..key.len() - 4]
+            .try_into()
+            .expect("8 bytes"),
+    )
+}
+
+/// Entries of the tables the fast pass keeps only as digests (the by-period index, the
+/// member history) and of one it keeps in its scratch store (record locations) changed on
+/// disk: each is found, and named at the height of the block that wrote the entry.
+#[test]
+fn entries_of_digested_and_kept_tables_changed_on_disk_are_named() {
+    for (table, change_value) in [
+        (Table::RecordsByBranchKindPeriod, true),
+        (Table::MemberHistory, true),
+        (Table::RecordsByBranchKindPeriod, false),
+        (Table::RecordLocations, true),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let genesis = build_chain(dir.path());
+        let mut expected = 0;
+        tamper(dir.path(), |db| {
+            let cf = cf(db, table.name());
+            let (key, mut value) = db
+                .iterator_cf(cf, rocksdb::IteratorMode::End)
+                .next()
+                .expect("an entry")
+                .expect("read");
+            let height = if table == Table::RecordLocations {
+                // The value starts with the height of the record.
+                u64::from_le_bytes(value[..8].try_into().expect("8 bytes"))
+            } else {
+                height_in_index_key(&key)
+            };
+            if change_value {
+                let last = value.len() - 1;
+                value[last] ^= 1;
+                db.put_cf(cf, &key, &value).expect("put");
+                expected = height;
+            } else {
+                // A copy under a key no block wrote: named at the tip.
+                let mut forged = key.to_vec();
+                forged[0] ^= 0x7f;
+                db.put_cf(cf, &forged, &value).expect("put");
+                expected = BLOCKS;
+            }
+        });
+        let failure = audit(dir.path(), &genesis).expect_err(table.name());
+        assert_eq!(
+            failure.height,
+            expected,
+            "{} ({}): {failure}",
+            table.name(),
+            if change_value {
+                "value changed"
+            } else {
+                "entry added"
+            }
+        );
+        assert!(failure.rule.contains(table.name()), "{failure}");
+    }
 }

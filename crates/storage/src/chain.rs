@@ -71,6 +71,24 @@ pub trait ChainReader {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
 
+    /// Calls `visit` with every entry of `column` in key order, unchecked, until it returns
+    /// `false`. A backend can walk its entries in place, without a copy of each.
+    fn visit_raw(&self, column: Column, visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.scan_raw(column, &[], after.as_deref(), SCAN_LIMIT_MAX)?;
+            for (key, value) in &page {
+                if !visit(key, value) {
+                    return Ok(());
+                }
+            }
+            match page.last() {
+                Some((key, _)) if page.len() == SCAN_LIMIT_MAX => after = Some(key.clone()),
+                _ => return Ok(()),
+            }
+        }
+    }
+
     /// The highest committed block, or none for an empty store. Checked against its header.
     fn tip(&self) -> Result<Option<Tip>> {
         let Some(bytes) = self.get_raw(META, META_TIP)? else {

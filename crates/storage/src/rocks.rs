@@ -43,6 +43,10 @@ pub struct RocksOptions {
     pub max_open_files: i32,
     /// Bound on the memory of all memtables together, bytes.
     pub write_buffers_bytes: usize,
+    /// One column family's memtable size before it is flushed, bytes.
+    pub write_buffer_bytes_per_table: usize,
+    /// Whether files are LZ4-compressed.
+    pub compress: bool,
 }
 
 impl Default for RocksOptions {
@@ -51,6 +55,27 @@ impl Default for RocksOptions {
             block_cache_bytes: BLOCK_CACHE_BYTES_DEFAULT,
             max_open_files: MAX_OPEN_FILES_DEFAULT,
             write_buffers_bytes: WRITE_BUFFERS_BYTES_DEFAULT,
+            write_buffer_bytes_per_table: WRITE_BUFFER_BYTES_PER_TABLE,
+            compress: true,
+        }
+    }
+}
+
+/// Memtable size per table of a scratch store (the auditor's replay), bytes: written in bulk
+/// and never synced, it flushes and compacts less with larger memtables.
+pub const SCRATCH_WRITE_BUFFER_BYTES_PER_TABLE: usize = 32 * 1024 * 1024;
+/// Bound on the memtables of a scratch store together, bytes.
+pub const SCRATCH_WRITE_BUFFERS_BYTES: usize = 192 * 1024 * 1024;
+
+impl RocksOptions {
+    /// Options for a scratch store: larger memtables, uncompressed files (it lives for one
+    /// audit in a temporary directory).
+    pub fn scratch() -> Self {
+        RocksOptions {
+            write_buffers_bytes: SCRATCH_WRITE_BUFFERS_BYTES,
+            write_buffer_bytes_per_table: SCRATCH_WRITE_BUFFER_BYTES_PER_TABLE,
+            compress: false,
+            ..RocksOptions::default()
         }
     }
 }
@@ -72,6 +97,37 @@ impl std::fmt::Debug for RocksStore {
             .field("path", &self.path)
             .finish_non_exhaustive()
     }
+}
+
+/// The options of one column family.
+fn column_options(options: &RocksOptions, cache: &Cache) -> Options {
+    let mut table_options = BlockBasedOptions::default();
+    table_options.set_block_cache(cache);
+    table_options.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
+    // Index and filter blocks live in the block cache, so its bound covers them.
+    table_options.set_cache_index_and_filter_blocks(true);
+    table_options.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    // Partitioned: a lookup loads one small partition of a file's filter and index, not the
+    // whole of them. With whole-file filters a large store's filter blocks (megabytes per
+    // file) kept falling out of a bounded cache, and every point read fetched and checksummed
+    // one again: the write rate of a chain past a million records fell from ~19 000 to
+    // ~3 500 records/s.
+    table_options.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+    table_options.set_partition_filters(true);
+    table_options.set_metadata_block_size(METADATA_BLOCK_BYTES);
+    table_options.set_pin_top_level_index_and_filter(true);
+    let mut cf_options = Options::default();
+    cf_options.set_block_based_table_factory(&table_options);
+    cf_options.set_compression_type(if options.compress {
+        DBCompressionType::Lz4
+    } else {
+        DBCompressionType::None
+    });
+    cf_options.set_write_buffer_size(options.write_buffer_bytes_per_table);
+    // A Bloom filter over whole keys in the memtable: absent keys skip the skip list.
+    cf_options.set_memtable_prefix_bloom_ratio(0.1);
+    cf_options.set_memtable_whole_key_filtering(true);
+    cf_options
 }
 
 impl RocksStore {
@@ -96,29 +152,7 @@ impl RocksStore {
         db_options.set_db_write_buffer_size(options.write_buffers_bytes);
         let descriptors: Vec<ColumnFamilyDescriptor> = Column::all()
             .map(|column| {
-                let mut table_options = BlockBasedOptions::default();
-                table_options.set_block_cache(&cache);
-                table_options.set_bloom_filter(BLOOM_BITS_PER_KEY, false);
-                // Index and filter blocks live in the block cache, so its bound covers them.
-                table_options.set_cache_index_and_filter_blocks(true);
-                table_options.set_pin_l0_filter_and_index_blocks_in_cache(true);
-                // Partitioned: a lookup loads one small partition of a file's filter and index,
-                // not the whole of them. With whole-file filters a large store's filter blocks
-                // (megabytes per file) kept falling out of a bounded cache, and every point
-                // read fetched and checksummed one again: the write rate of a chain past a
-                // million records fell from ~19 000 to ~3 500 records/s.
-                table_options.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
-                table_options.set_partition_filters(true);
-                table_options.set_metadata_block_size(METADATA_BLOCK_BYTES);
-                table_options.set_pin_top_level_index_and_filter(true);
-                let mut cf_options = Options::default();
-                cf_options.set_block_based_table_factory(&table_options);
-                cf_options.set_compression_type(DBCompressionType::Lz4);
-                cf_options.set_write_buffer_size(WRITE_BUFFER_BYTES_PER_TABLE);
-                // A Bloom filter over whole keys in the memtable: absent keys skip the skip list.
-                cf_options.set_memtable_prefix_bloom_ratio(0.1);
-                cf_options.set_memtable_whole_key_filtering(true);
-                ColumnFamilyDescriptor::new(column.name(), cf_options)
+                ColumnFamilyDescriptor::new(column.name(), column_options(options, &cache))
             })
             .collect();
         let db = DB::open_cf_descriptors(&db_options, path, descriptors)
@@ -175,12 +209,16 @@ impl RocksStore {
         })
     }
 
-    /// Writes a state delta alone, unsynced and without the write-ahead log: for a scratch
-    /// store whose content is rebuilt if lost (the auditor replays a chain into one). Never
-    /// use it on a node's store.
-    pub fn write_scratch_state(&self, delta: &StateDelta) -> Result<()> {
+    /// Writes the entries of a state delta in the tables `keep` accepts, unsynced and without
+    /// the write-ahead log: for a scratch store whose content is rebuilt if lost (the auditor
+    /// replays a chain into one). Never use it on a node's store.
+    pub fn write_scratch_state(
+        &self,
+        delta: &StateDelta,
+        keep: impl Fn(Table) -> bool,
+    ) -> Result<()> {
         let mut batch = WriteBatch::default();
-        for ((table, key), value) in &delta.writes {
+        for ((table, key), value) in delta.writes.iter().filter(|((table, _), _)| keep(*table)) {
             let cf = self.cf(Column::State(*table))?;
             match value {
                 Some(value) => batch.put_cf(cf, key, value),
@@ -241,6 +279,22 @@ impl ChainReader for RocksStore {
         iter.status()
             .map_err(|e| StorageError::Backend(e.to_string()))?;
         Ok(out)
+    }
+
+    fn visit_raw(&self, column: Column, visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+        let mut iter = self.db.raw_iterator_cf(self.cf(column)?);
+        iter.seek_to_first();
+        while iter.valid() {
+            let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
+                break;
+            };
+            if !visit(key, value) {
+                return Ok(());
+            }
+            iter.next();
+        }
+        iter.status()
+            .map_err(|e| StorageError::Backend(e.to_string()))
     }
 }
 

@@ -258,6 +258,27 @@ fn paginates<S: ChainWriter>(store: &S) {
     // The prefix does not leak into a neighbouring id ("m-1" vs "m-10").
     let history = store.member_history("m-", None, 100).unwrap();
     assert!(history.items.is_empty());
+
+    // Visiting a table sees what a scan sees, in key order, and stops when told to.
+    let column = Column::State(Table::MemberHistory);
+    let scanned = store.scan_raw(column, &[], None, 1_000).unwrap();
+    assert_eq!(scanned.len(), 15);
+    let mut visited = Vec::new();
+    store
+        .visit_raw(column, &mut |k, v| {
+            visited.push((k.to_vec(), v.to_vec()));
+            true
+        })
+        .unwrap();
+    assert_eq!(visited, scanned);
+    let mut first = 0;
+    store
+        .visit_raw(column, &mut |_, _| {
+            first += 1;
+            first < 3
+        })
+        .unwrap();
+    assert_eq!(first, 3);
 }
 
 #[test]

@@ -1,0 +1,558 @@
+//! The replayed state the auditor builds, and what it compares with the stored one.
+//!
+//! The replay lives in a scratch RocksDB store of its own, in a temporary directory removed
+//! afterwards, so memory stays bounded whatever the length of the chain. It keeps either
+//! every table ([`Keep::All`], the exact pass, which can name the first entry that differs)
+//! or only the tables the state rules read ([`Keep::Read`], the fast pass). In the fast pass
+//! the tables the rules only ever write (the member-history and by-period indexes, two of
+//! the four entries every record makes) are not stored: each is summarised by a
+//! [`SetDigest`], a keyed multiset hash of its entries, and the node's stored tables are
+//! summarised the same way by a thread that reads them while the replay runs. Equal digests
+//! of every table mean equal tables; any difference sends the audit to the exact pass.
+//!
+//! A Bloom filter of the record ids replayed answers the duplicate check of (nearly) every
+//! new record without a read of the scratch store.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use branchledger_state::{ReadError, StateDelta, StateReader, Table};
+use branchledger_storage::{ChainReader, Column, RocksOptions, RocksStore, StorageError};
+use branchledger_types::Height;
+use fastbloom::BloomFilter;
+
+use crate::{fail, AuditFailure};
+
+/// Entries read per page when walking a table (and between checks for a cancelled walk).
+pub const SCAN_PAGE: usize = 4_096;
+
+/// Tables the state rules write and never read: the fast pass keeps a digest of their
+/// entries instead of the entries.
+pub const DIGESTED_TABLES: [Table; 2] = [Table::MemberHistory, Table::RecordsByBranchKindPeriod];
+
+/// Deltas the replay runs ahead of the writer that stores them.
+pub const PENDING_DELTAS: usize = 2;
+
+/// Record ids the first Bloom filter is sized for; each further one holds twice as many as
+/// the one before, so the number of filters grows with the logarithm of the chain.
+pub const ID_FILTER_FIRST_CAPACITY: usize = 1 << 16;
+/// False-positive rate of each record-id filter: the share of new records whose duplicate
+/// check still reads the scratch store, per filter.
+pub const ID_FILTER_FALSE_POSITIVE: f64 = 0.002;
+
+/// Which tables a [`Replay`] keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// Every table: the exact pass.
+    All,
+    /// The tables the state rules read; digests of the rest.
+    Read,
+}
+
+fn is_digested(table: Table) -> bool {
+    DIGESTED_TABLES.contains(&table)
+}
+
+fn position(table: Table) -> usize {
+    Table::ALL
+        .iter()
+        .position(|t| *t == table)
+        .expect("every table is in Table::ALL")
+}
+
+/// A keyed multiset hash of a table's entries: the sum, lane by lane modulo 2^64, of the
+/// keyed BLAKE3 hash of each entry, and their number. Order-free, so the entries of a replay
+/// (in commit order) and of a stored table (in key order) can be summed as they come. The key
+/// is drawn at random for each audit, after the data exists: whoever wrote the data could
+/// not choose entries whose hashes cancel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetDigest {
+    sum: [u64; 4],
+    count: u64,
+}
+
+impl SetDigest {
+    /// Adds one entry of `table`.
+    pub fn add(&mut self, secret: &[u8; 32], table: Table, key: &[u8], value: &[u8]) {
+        let mut hasher = blake3::Hasher::new_keyed(secret);
+        hasher.update(&[table as u8]);
+        hasher.update(&(key.len() as u64).to_le_bytes());
+        hasher.update(key);
+        hasher.update(value);
+        let hash = hasher.finalize();
+        for (lane, bytes) in self.sum.iter_mut().zip(hash.as_bytes().chunks_exact(8)) {
+            let word = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
+            *lane = lane.wrapping_add(word);
+        }
+        self.count += 1;
+    }
+
+    /// Entries added.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+}
+
+/// One [`SetDigest`] per state table, in the order of [`Table::ALL`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct TableDigests([SetDigest; Table::ALL.len()]);
+
+impl TableDigests {
+    fn get_mut(&mut self, table: Table) -> &mut SetDigest {
+        &mut self.0[position(table)]
+    }
+
+    /// Entries over all tables.
+    pub(crate) fn entries(&self) -> u64 {
+        self.0.iter().map(SetDigest::count).sum()
+    }
+}
+
+/// A new random key for the digests of one audit.
+pub(crate) fn digest_secret() -> Result<[u8; 32], AuditFailure> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret)
+        .map_err(|e| fail(0, None, format!("no random key for the table digests: {e}")))?;
+    Ok(secret)
+}
+
+/// A growing set of Bloom filters over record ids (never a false "absent").
+struct RecordIdFilter {
+    filters: Vec<BloomFilter>,
+    /// Ids in the last filter.
+    in_last: usize,
+    /// What the last filter is sized for.
+    last_capacity: usize,
+}
+
+impl RecordIdFilter {
+    fn new() -> Self {
+        RecordIdFilter {
+            filters: vec![Self::filter(ID_FILTER_FIRST_CAPACITY)],
+            in_last: 0,
+            last_capacity: ID_FILTER_FIRST_CAPACITY,
+        }
+    }
+
+    fn filter(capacity: usize) -> BloomFilter {
+        BloomFilter::with_false_pos(ID_FILTER_FALSE_POSITIVE).expected_items(capacity)
+    }
+
+    /// A record id is a BLAKE3 hash: its first eight bytes serve as the filter's hash. A key
+    /// of another length is hashed.
+    fn hash(key: &[u8]) -> u64 {
+        match key.get(..8) {
+            Some(head) if key.len() == 32 => u64::from_le_bytes(head.try_into().expect("8 bytes")),
+            _ => u64::from_le_bytes(
+                blake3::hash(key).as_bytes()[..8]
+                    .try_into()
+                    .expect("8 bytes"),
+            ),
+        }
+    }
+
+    fn insert(&mut self, key: &[u8]) {
+        if self.in_last == self.last_capacity {
+            self.last_capacity *= 2;
+            self.filters.push(Self::filter(self.last_capacity));
+            self.in_last = 0;
+        }
+        let hash = Self::hash(key);
+        self.filters
+            .last_mut()
+            .expect("at least one filter")
+            .insert_hash(hash);
+        self.in_last += 1;
+    }
+
+    fn may_contain(&self, key: &[u8]) -> bool {
+        let hash = Self::hash(key);
+        self.filters.iter().any(|f| f.contains_hash(hash))
+    }
+}
+
+/// The replayed state: a scratch store in a temporary directory, removed when dropped.
+pub(crate) struct Replay {
+    store: Arc<RocksStore>,
+    keep: Keep,
+    ids: RecordIdFilter,
+    /// Digests of the entries of the tables not kept (fast pass), kept by the writer.
+    digests: Arc<Mutex<TableDigests>>,
+    secret: [u8; 32],
+    /// A digested table the state rules tried to read: the fast pass cannot go on.
+    read_digested: Cell<Option<Table>>,
+    /// A deletion in a digested table: a digest cannot take an entry back.
+    deleted_digested: Option<Table>,
+    /// Deltas handed to the writer and not yet known written, oldest first: reads look in
+    /// them before the store.
+    pending: VecDeque<Arc<StateDelta>>,
+    writer: Option<Writer>,
+    _dir: tempfile::TempDir,
+}
+
+/// The thread that writes deltas into the scratch store while the next block is replayed.
+struct Writer {
+    deltas: SyncSender<(Height, Arc<StateDelta>)>,
+    written: Receiver<Result<(), AuditFailure>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Writer {
+    fn start(
+        store: Arc<RocksStore>,
+        keep: Keep,
+        secret: [u8; 32],
+        digests: Arc<Mutex<TableDigests>>,
+    ) -> Writer {
+        let (deltas, incoming) = sync_channel::<(Height, Arc<StateDelta>)>(PENDING_DELTAS);
+        let (done, written) = sync_channel(PENDING_DELTAS + 1);
+        let thread = std::thread::spawn(move || {
+            for (height, delta) in incoming {
+                if keep == Keep::Read {
+                    let mut digests = digests.lock().unwrap_or_else(PoisonError::into_inner);
+                    for ((table, key), value) in &delta.writes {
+                        if let (true, Some(value)) = (is_digested(*table), value) {
+                            digests.get_mut(*table).add(&secret, *table, key, value);
+                        }
+                    }
+                }
+                let result = store
+                    .write_scratch_state(&delta, |table| keep == Keep::All || !is_digested(table))
+                    .map_err(|e| fail(height, None, format!("scratch store for the replay: {e}")));
+                let failed = result.is_err();
+                if done.send(result).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Writer {
+            deltas,
+            written,
+            thread,
+        }
+    }
+}
+
+impl Replay {
+    /// An empty replay under `parent` (the system's temporary directory when `None`).
+    pub(crate) fn new(
+        parent: Option<&std::path::Path>,
+        keep: Keep,
+        secret: [u8; 32],
+    ) -> Result<Replay, AuditFailure> {
+        let scratch = |e: String| fail(0, None, format!("scratch store for the replay: {e}"));
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("branchledger-audit-");
+        let dir = match parent {
+            Some(parent) => builder.tempdir_in(parent),
+            None => builder.tempdir(),
+        }
+        .map_err(|e| scratch(e.to_string()))?;
+        let store = RocksStore::open_with(&dir.path().join("state"), &RocksOptions::scratch())
+            .map_err(|e| scratch(e.to_string()))?;
+        let store = Arc::new(store);
+        let digests = Arc::new(Mutex::new(TableDigests::default()));
+        let writer = Writer::start(store.clone(), keep, secret, digests.clone());
+        Ok(Replay {
+            store,
+            keep,
+            ids: RecordIdFilter::new(),
+            digests,
+            secret,
+            read_digested: Cell::new(None),
+            deleted_digested: None,
+            pending: VecDeque::new(),
+            writer: Some(writer),
+            _dir: dir,
+        })
+    }
+
+    /// Why the fast pass cannot decide, if it cannot.
+    pub(crate) fn unsupported(&self) -> Option<String> {
+        if let Some(table) = self.read_digested.get() {
+            return Some(format!("the state rules read {}", table.name()));
+        }
+        self.deleted_digested
+            .map(|table| format!("a block deletes from {}", table.name()))
+    }
+
+    /// Applies a block's delta: reads see it at once, the writer stores it meanwhile.
+    pub(crate) fn apply(&mut self, height: Height, delta: StateDelta) -> Result<(), AuditFailure> {
+        for ((table, key), value) in &delta.writes {
+            if *table == Table::RecordLocations && value.is_some() {
+                self.ids.insert(key);
+            }
+            if self.keep == Keep::Read && is_digested(*table) && value.is_none() {
+                self.deleted_digested = Some(*table);
+            }
+        }
+        let delta = Arc::new(delta);
+        self.pending.push_back(delta.clone());
+        let writer = self
+            .writer
+            .as_ref()
+            .expect("the writer runs until the replay is dropped");
+        if writer.deltas.send((height, delta)).is_err() {
+            // The writer stopped on a failure: it is waiting to be read.
+            return self.wait_written(height);
+        }
+        while let Ok(result) = writer.written.try_recv() {
+            result?;
+            self.pending.pop_front();
+        }
+        while self.pending.len() > PENDING_DELTAS {
+            self.wait_written(height)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the writer to store the oldest pending delta.
+    fn wait_written(&mut self, height: Height) -> Result<(), AuditFailure> {
+        let writer = self
+            .writer
+            .as_ref()
+            .expect("the writer runs until the replay is dropped");
+        match writer.written.recv() {
+            Ok(result) => {
+                result?;
+                self.pending.pop_front();
+                Ok(())
+            }
+            Err(_) => Err(fail(
+                height,
+                None,
+                "scratch store for the replay: the writer stopped",
+            )),
+        }
+    }
+
+    /// Waits until every delta is in the scratch store.
+    pub(crate) fn finish(&mut self) -> Result<(), AuditFailure> {
+        while !self.pending.is_empty() {
+            self.wait_written(0)?;
+        }
+        Ok(())
+    }
+
+    /// The scratch store, for the exact comparison (after [`Replay::finish`]).
+    pub(crate) fn store(&self) -> &RocksStore {
+        &self.store
+    }
+
+    /// The digests of the replayed state: the tables kept are read from the scratch store
+    /// (after [`Replay::finish`]).
+    pub(crate) fn table_digests(&self) -> Result<TableDigests, (Table, StorageError)> {
+        let mut digests = self
+            .digests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let never = AtomicBool::new(false);
+        for table in Table::ALL {
+            if self.keep == Keep::All || !is_digested(*table) {
+                *digests.get_mut(*table) =
+                    digest_table(&*self.store, *table, &self.secret, &never)?;
+            }
+        }
+        Ok(digests)
+    }
+}
+
+impl StateReader for Replay {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        if self.keep == Keep::Read && is_digested(table) {
+            self.read_digested.set(Some(table));
+            return Err(ReadError(format!(
+                "the fast pass of the audit keeps no entries of {}",
+                table.name()
+            )));
+        }
+        if table == Table::RecordLocations && !self.ids.may_contain(key) {
+            return Ok(None);
+        }
+        if !self.pending.is_empty() {
+            let wanted = (table, key.to_vec());
+            if let Some(value) = self
+                .pending
+                .iter()
+                .rev()
+                .find_map(|d| d.writes.get(&wanted))
+            {
+                return Ok(value.clone());
+            }
+        }
+        self.store.get(table, key)
+    }
+}
+
+impl Drop for Replay {
+    fn drop(&mut self) {
+        // The writer ends when its queue closes; the scratch directory goes after it.
+        if let Some(writer) = self.writer.take() {
+            drop(writer.deltas);
+            drop(writer.written);
+            let _ = writer.thread.join();
+        }
+    }
+}
+
+/// A stored key and value.
+pub(crate) type Entry = (Vec<u8>, Vec<u8>);
+
+/// A table's entries in key order, read a page at a time.
+pub(crate) struct Entries<'a, R: ?Sized> {
+    reader: &'a R,
+    column: Column,
+    page: std::vec::IntoIter<Entry>,
+    after: Option<Vec<u8>>,
+    done: bool,
+}
+
+impl<'a, R: ChainReader + ?Sized> Entries<'a, R> {
+    pub(crate) fn new(reader: &'a R, table: Table) -> Self {
+        Entries {
+            reader,
+            column: Column::State(table),
+            page: Vec::new().into_iter(),
+            after: None,
+            done: false,
+        }
+    }
+
+    pub(crate) fn next_entry(&mut self) -> Result<Option<Entry>, StorageError> {
+        if let Some(entry) = self.page.next() {
+            if self.page.len() == 0 {
+                self.after = Some(entry.0.clone());
+            }
+            return Ok(Some(entry));
+        }
+        if self.done {
+            return Ok(None);
+        }
+        let page = self
+            .reader
+            .scan_raw(self.column, &[], self.after.as_deref(), SCAN_PAGE)?;
+        self.done = page.len() < SCAN_PAGE;
+        self.page = page.into_iter();
+        match self.page.next() {
+            Some(entry) => {
+                if self.page.len() == 0 {
+                    self.after = Some(entry.0.clone());
+                }
+                Ok(Some(entry))
+            }
+            None => {
+                self.done = true;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// The digest of one table of `reader`; stops early (with what it has) once `cancel` is set.
+pub(crate) fn digest_table<R: ChainReader + ?Sized>(
+    reader: &R,
+    table: Table,
+    secret: &[u8; 32],
+    cancel: &AtomicBool,
+) -> Result<SetDigest, (Table, StorageError)> {
+    let mut digest = SetDigest::default();
+    reader
+        .visit_raw(Column::State(table), &mut |key, value| {
+            digest.add(secret, table, key, value);
+            digest.count % SCAN_PAGE as u64 != 0 || !cancel.load(Ordering::Relaxed)
+        })
+        .map_err(|e| (table, e))?;
+    Ok(digest)
+}
+
+/// The digests of every state table of `reader`.
+pub(crate) fn digest_tables<R: ChainReader + ?Sized>(
+    reader: &R,
+    secret: &[u8; 32],
+    cancel: &AtomicBool,
+) -> Result<TableDigests, (Table, StorageError)> {
+    let mut digests = TableDigests::default();
+    for table in Table::ALL {
+        *digests.get_mut(*table) = digest_table(reader, *table, secret, cancel)?;
+    }
+    Ok(digests)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_digest_is_order_free_and_sees_every_change() {
+        let secret = [7u8; 32];
+        let entries: Vec<(Vec<u8>, Vec<u8>)> =
+            (0u8..50).map(|i| (vec![i, 1], vec![i; 3])).collect();
+        let mut forward = SetDigest::default();
+        for (k, v) in &entries {
+            forward.add(&secret, Table::MemberHistory, k, v);
+        }
+        let mut backward = SetDigest::default();
+        for (k, v) in entries.iter().rev() {
+            backward.add(&secret, Table::MemberHistory, k, v);
+        }
+        assert_eq!(forward, backward);
+        assert_eq!(forward.count(), 50);
+
+        let digest_of = |entries: &[(Vec<u8>, Vec<u8>)], table: Table| {
+            let mut d = SetDigest::default();
+            for (k, v) in entries {
+                d.add(&secret, table, k, v);
+            }
+            d
+        };
+        let mut changed_value = entries.clone();
+        changed_value[10].1[0] ^= 1;
+        let mut changed_key = entries.clone();
+        changed_key[20].0[1] = 2;
+        let mut missing = entries.clone();
+        missing.pop();
+        let mut doubled = entries.clone();
+        doubled.push(entries[0].clone());
+        // The boundary between key and value is part of the hash.
+        let mut shifted = entries.clone();
+        let moved = shifted[5].1.remove(0);
+        shifted[5].0.push(moved);
+        for other in [changed_value, changed_key, missing, doubled, shifted] {
+            assert_ne!(digest_of(&other, Table::MemberHistory), forward);
+        }
+        assert_ne!(
+            digest_of(&entries, Table::RecordsByBranchKindPeriod),
+            forward
+        );
+        let mut other_secret = SetDigest::default();
+        for (k, v) in &entries {
+            other_secret.add(&[8u8; 32], Table::MemberHistory, k, v);
+        }
+        assert_ne!(other_secret, forward);
+    }
+
+    #[test]
+    fn the_record_id_filter_never_forgets_an_id_as_it_grows() {
+        let mut filter = RecordIdFilter::new();
+        let ids: Vec<[u8; 32]> = (0u32..(3 * ID_FILTER_FIRST_CAPACITY as u32))
+            .map(|i| *blake3::hash(&i.to_le_bytes()).as_bytes())
+            .collect();
+        for id in &ids {
+            filter.insert(id);
+        }
+        assert!(filter.filters.len() >= 2, "the filter grew");
+        assert!(ids.iter().all(|id| filter.may_contain(id)));
+        let absent = (0u32..10_000)
+            .map(|i| *blake3::hash(&(u32::MAX - i).to_le_bytes()).as_bytes())
+            .filter(|id| filter.may_contain(id))
+            .count();
+        assert!(absent < 200, "{absent} of 10 000 absent ids look present");
+        // Keys that are not 32 bytes long are hashed, not cut.
+        filter.insert(b"short");
+        assert!(filter.may_contain(b"short"));
+    }
+}
