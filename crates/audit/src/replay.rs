@@ -2,8 +2,8 @@
 //!
 //! The replay lives in a scratch RocksDB store of its own, in a temporary directory removed
 //! afterwards, so memory stays bounded whatever the length of the chain. It keeps either
-//! every table ([`Keep::All`], the exact pass, which can name the first entry that differs)
-//! or only the tables the state rules read ([`Keep::Read`], the fast pass). In the fast pass
+//! every table (`Keep::All`, the exact pass, which can name the first entry that differs)
+//! or only the tables the state rules read (`Keep::Read`, the fast pass). In the fast pass
 //! the tables the rules only ever write (the member-history and by-period indexes, two of
 //! the four entries every record makes) are not stored: each is summarised by a
 //! [`SetDigest`], a keyed multiset hash of its entries, and the node's stored tables are
