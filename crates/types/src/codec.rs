@@ -30,10 +30,36 @@ pub enum DecodeError {
     },
 }
 
+/// Values up to this many bytes are encoded into a buffer kept by the thread and copied out at
+/// their exact size; a larger one takes the buffer with it. (borsh's own `to_vec` allocates
+/// 1 KiB for every value, and most values are a few hundred bytes, many of them kept.)
+pub const ENCODE_COPY_BYTES_MAX: usize = 4 * 1024;
+
+thread_local! {
+    static ENCODE_BUFFER: std::cell::RefCell<Vec<u8>> =
+        std::cell::RefCell::new(Vec::with_capacity(ENCODE_COPY_BYTES_MAX));
+}
+
 /// The canonical bytes of `value`.
 pub fn encode<T: BorshSerialize + ?Sized>(value: &T) -> Vec<u8> {
     // Writing to a Vec cannot fail.
-    borsh::to_vec(value).expect("borsh encoding into a Vec never fails")
+    let fresh = || borsh::to_vec(value).expect("borsh encoding into a Vec never fails");
+    ENCODE_BUFFER
+        .try_with(|buffer| {
+            let Ok(mut buffer) = buffer.try_borrow_mut() else {
+                return fresh();
+            };
+            buffer.clear();
+            value
+                .serialize(&mut *buffer)
+                .expect("borsh encoding into a Vec never fails");
+            if buffer.len() <= ENCODE_COPY_BYTES_MAX {
+                buffer.to_vec()
+            } else {
+                std::mem::replace(&mut *buffer, Vec::with_capacity(ENCODE_COPY_BYTES_MAX))
+            }
+        })
+        .unwrap_or_else(|_| fresh())
 }
 
 /// Decodes `bytes` as `T`, refusing more than `limit` bytes and any trailing bytes.
@@ -54,4 +80,27 @@ pub fn decode<T: BorshDeserialize>(
         what,
         reason: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_gives_borsh_bytes_at_their_size_whatever_came_before() {
+        let large: Vec<u8> = (0..3 * ENCODE_COPY_BYTES_MAX).map(|i| i as u8).collect();
+        let small = (7u32, String::from("study"));
+        for value in [&large[..], &[][..], &large[..10]] {
+            let bytes = encode(value);
+            assert_eq!(bytes, borsh::to_vec(value).unwrap());
+        }
+        // A small value after a large one: no leftover bytes, an allocation of its own size.
+        let _ = encode(&large);
+        let bytes = encode(&small);
+        assert_eq!(bytes, borsh::to_vec(&small).unwrap());
+        assert_eq!(bytes.capacity(), bytes.len());
+        // Values encoded on another thread are the same bytes.
+        let other = std::thread::spawn(move || encode(&small)).join().unwrap();
+        assert_eq!(other, bytes);
+    }
 }
