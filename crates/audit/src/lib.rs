@@ -10,8 +10,10 @@
 //! aggregate changed on disk without the chain changing is found too.
 //!
 //! The replayed state lives in a scratch RocksDB store of its own, in a temporary directory
-//! removed afterwards: memory stays bounded whatever the length of the chain, and the final
-//! comparison walks both stores side by side in key order.
+//! removed afterwards, so memory stays bounded whatever the length of the chain. A fast pass
+//! compares every table by a keyed multiset digest; only if one differs does the exact pass
+//! replay again and walk both stores side by side in key order to name the entry (see
+//! [`replay`]).
 //!
 //! It never writes to what it audits, and it reports the first failure: the height, the
 //! record if one is to blame, and the rule broken.
