@@ -92,15 +92,17 @@ mod tests {
         let small = (7u32, String::from("study"));
         for value in [&large[..], &[][..], &large[..10]] {
             let bytes = encode(value);
-            assert_eq!(bytes, borsh::to_vec(value).unwrap());
+            assert_eq!(bytes, borsh::to_vec(value).expect("encode"));
         }
         // A small value after a large one: no leftover bytes, an allocation of its own size.
         let _ = encode(&large);
         let bytes = encode(&small);
-        assert_eq!(bytes, borsh::to_vec(&small).unwrap());
+        assert_eq!(bytes, borsh::to_vec(&small).expect("encode"));
         assert_eq!(bytes.capacity(), bytes.len());
         // Values encoded on another thread are the same bytes.
-        let other = std::thread::spawn(move || encode(&small)).join().unwrap();
+        let other = std::thread::spawn(move || encode(&small))
+            .join()
+            .expect("thread");
         assert_eq!(other, bytes);
     }
 }
