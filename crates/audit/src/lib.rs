@@ -198,20 +198,13 @@ fn fast_pass(
         // The stored tables are digested while the replay runs: the store does not change.
         let stored = scope.spawn(|| replay::digest_tables(store, &secret, &cancel));
         let replayed = replay_chain(genesis, store, tip.as_ref(), &mut state, progress);
-        let replayed = match replayed {
-            Err(failure) => {
-                cancel.store(true, Ordering::Relaxed);
-                if state.unsupported().is_some() {
-                    return Ok(Pass::Recheck);
-                }
-                return Err(failure);
-            }
-            Ok(_) if state.unsupported().is_some() => {
-                cancel.store(true, Ordering::Relaxed);
-                return Ok(Pass::Recheck);
-            }
-            Ok(replayed) => replayed,
-        };
+        if replayed.is_err() || state.cannot_decide() {
+            cancel.store(true, Ordering::Relaxed);
+        }
+        if state.cannot_decide() {
+            return Ok(Pass::Recheck);
+        }
+        let replayed = replayed?;
         state.finish()?;
         let expected = state.table_digests();
         let stored = stored

@@ -183,9 +183,9 @@ pub(crate) struct Replay {
     digests: Arc<Mutex<TableDigests>>,
     secret: [u8; 32],
     /// A digested table the state rules tried to read: the fast pass cannot go on.
-    read_digested: Cell<Option<Table>>,
+    read_digested: Cell<bool>,
     /// A deletion in a digested table: a digest cannot take an entry back.
-    deleted_digested: Option<Table>,
+    deleted_digested: bool,
     /// Deltas handed to the writer and not yet known written, oldest first: reads look in
     /// them before the store.
     pending: VecDeque<Arc<StateDelta>>,
@@ -262,21 +262,18 @@ impl Replay {
             ids: RecordIdFilter::new(),
             digests,
             secret,
-            read_digested: Cell::new(None),
-            deleted_digested: None,
+            read_digested: Cell::new(false),
+            deleted_digested: false,
             pending: VecDeque::new(),
             writer: Some(writer),
             _dir: dir,
         })
     }
 
-    /// Why the fast pass cannot decide, if it cannot.
-    pub(crate) fn unsupported(&self) -> Option<String> {
-        if let Some(table) = self.read_digested.get() {
-            return Some(format!("the state rules read {}", table.name()));
-        }
-        self.deleted_digested
-            .map(|table| format!("a block deletes from {}", table.name()))
+    /// Whether the fast pass cannot decide: the state rules read a digested table, or a
+    /// block deleted from one (a digest cannot take an entry back).
+    pub(crate) fn cannot_decide(&self) -> bool {
+        self.read_digested.get() || self.deleted_digested
     }
 
     /// Applies a block's delta: reads see it at once, the writer stores it meanwhile.
@@ -286,7 +283,7 @@ impl Replay {
                 self.ids.insert(key);
             }
             if self.keep == Keep::Read && is_digested(*table) && value.is_none() {
-                self.deleted_digested = Some(*table);
+                self.deleted_digested = true;
             }
         }
         let delta = Arc::new(delta);
@@ -364,7 +361,7 @@ impl Replay {
 impl StateReader for Replay {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
         if self.keep == Keep::Read && is_digested(table) {
-            self.read_digested.set(Some(table));
+            self.read_digested.set(true);
             return Err(ReadError(format!(
                 "the fast pass of the audit keeps no entries of {}",
                 table.name()

@@ -43,8 +43,6 @@ pub struct RocksOptions {
     pub max_open_files: i32,
     /// Bound on the memory of all memtables together, bytes.
     pub write_buffers_bytes: usize,
-    /// One column family's memtable size before it is flushed, bytes.
-    pub write_buffer_bytes_per_table: usize,
     /// Whether files are LZ4-compressed.
     pub compress: bool,
 }
@@ -55,7 +53,6 @@ impl Default for RocksOptions {
             block_cache_bytes: BLOCK_CACHE_BYTES_DEFAULT,
             max_open_files: MAX_OPEN_FILES_DEFAULT,
             write_buffers_bytes: WRITE_BUFFERS_BYTES_DEFAULT,
-            write_buffer_bytes_per_table: WRITE_BUFFER_BYTES_PER_TABLE,
             compress: true,
         }
     }
@@ -116,7 +113,7 @@ fn column_options(options: &RocksOptions, cache: &Cache) -> Options {
     } else {
         DBCompressionType::None
     });
-    cf_options.set_write_buffer_size(options.write_buffer_bytes_per_table);
+    cf_options.set_write_buffer_size(WRITE_BUFFER_BYTES_PER_TABLE);
     // A Bloom filter over whole keys in the memtable: absent keys skip the skip list.
     cf_options.set_memtable_prefix_bloom_ratio(0.1);
     cf_options.set_memtable_whole_key_filtering(true);
