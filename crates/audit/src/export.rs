@@ -226,18 +226,19 @@ pub fn verify_export(
                 ),
             ));
         }
-        if replay || prev.is_some() {
-            branchledger_verifier::verify_committed_block(genesis, prev.as_ref(), &committed)
-                .map_err(|e| crate::verification_failure(height, e))?;
+        let ids = if replay || prev.is_some() {
+            branchledger_verifier::verify_committed_block_ids(genesis, prev.as_ref(), &committed)
+                .map_err(|e| crate::verification_failure(height, e))?
         } else {
             // The first block of a partial export has no parent here: check everything but
             // the link.
             verify_unlinked(genesis, &committed)
                 .map_err(|e| crate::verification_failure(height, e))?;
-        }
+            Vec::new()
+        };
         if replay {
             let block = &committed.block;
-            let (delta, next) = crate::replay_block(&state, genesis, block, &digest)?;
+            let (delta, next) = crate::replay_block(&state, genesis, block, &ids, &digest)?;
             state.apply_delta(delta);
             digest = next;
         }

@@ -27,9 +27,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use branchledger_crypto::Hash;
-use branchledger_state::{apply_block, BlockError, StateDelta, StateReader, Table};
+use branchledger_state::{apply_block_with_ids, BlockError, StateDelta, StateReader, Table};
 use branchledger_storage::{ChainReader, RocksStore, StorageError, Tip};
-use branchledger_types::{Block, BlockHeader, CommittedBlock, Genesis, Height};
+use branchledger_types::{Block, BlockHeader, CommittedBlock, Genesis, Height, SignedRecord};
 use branchledger_verifier::VerificationError;
 use serde::Serialize;
 
@@ -88,19 +88,22 @@ pub(crate) fn fail(height: Height, record: Option<Hash>, rule: impl Into<String>
 
 /// Replays `block`'s records through the state rules on top of `reader`, after the state
 /// whose digest is `digest`: the delta and the new digest, which must be the header's.
+/// `ids` are the block's record ids, in order.
 pub(crate) fn replay_block(
     reader: &dyn StateReader,
     genesis: &Genesis,
     block: &Block,
+    ids: &[Hash],
     digest: &Hash,
 ) -> Result<(StateDelta, Hash), AuditFailure> {
     let height = block.header.height;
-    let (delta, next_digest) = apply_block(
+    let (delta, next_digest) = apply_block_with_ids(
         reader,
         genesis,
         height,
         block.header.time_ms,
         &block.records,
+        ids,
         digest,
     )
     .map_err(|error| match error {
@@ -280,16 +283,15 @@ fn replay_chain(
     // signatures (on rayon's threads) a block or two ahead, while this one replays the state
     // rules in order. Verdicts are taken block by block in the order of the rules, so the
     // failure reported is the first one, as if every check ran one after the other.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<(Height, Result<CommittedBlock, AuditFailure>)>(
-        PIPELINE_BLOCKS,
-    );
+    let (tx, rx) =
+        std::sync::mpsc::sync_channel::<(Height, Result<Verified, AuditFailure>)>(PIPELINE_BLOCKS);
     let (records, digest) = std::thread::scope(|scope| {
         scope.spawn(move || {
             let mut prev: Option<BlockHeader> = None;
             for height in 1..=tip_height {
                 let checked = read_and_verify(genesis, store, prev.as_ref(), height);
                 let stop = checked.is_err();
-                if let Ok(committed) = &checked {
+                if let Ok((committed, _)) = &checked {
                     prev = Some(committed.block.header.clone());
                 }
                 if tx.send((height, checked)).is_err() || stop {
@@ -300,9 +302,9 @@ fn replay_chain(
         let mut records = 0u64;
         let mut digest = Hash::ZERO;
         for (height, checked) in rx {
-            let committed = checked?;
+            let (committed, ids) = checked?;
             let block = &committed.block;
-            let (delta, next_digest) = replay_block(&*state, genesis, block, &digest)?;
+            let (delta, next_digest) = replay_block(&*state, genesis, block, &ids, &digest)?;
             state.apply(height, delta)?;
             digest = next_digest;
             records += block.records.len() as u64;
@@ -322,6 +324,9 @@ fn replay_chain(
     Ok((records, digest))
 }
 
+/// A block that passed every check but the state rules, with its record ids in order.
+type Verified = (CommittedBlock, Vec<Hash>);
+
 /// Reads the block at `height` and checks everything but the state rules: link to `prev`,
 /// certificate, records root, every record's stateless rules and signatures.
 fn read_and_verify(
@@ -329,7 +334,7 @@ fn read_and_verify(
     store: &impl ChainReader,
     prev: Option<&BlockHeader>,
     height: Height,
-) -> Result<CommittedBlock, AuditFailure> {
+) -> Result<Verified, AuditFailure> {
     let committed = store
         .committed_block(height)
         .map_err(|e| storage_failure(height, e))?
@@ -340,9 +345,9 @@ fn read_and_verify(
                 "block missing below the tip (truncated or deleted)",
             )
         })?;
-    branchledger_verifier::verify_committed_block(genesis, prev, &committed)
+    let ids = branchledger_verifier::verify_committed_block_ids(genesis, prev, &committed)
         .map_err(|e| verification_failure(height, e))?;
-    Ok(committed)
+    Ok((committed, ids))
 }
 
 fn duration_ms(duration: Duration) -> u64 {
@@ -379,7 +384,8 @@ fn last_write_height(
             break;
         };
         let block = &committed.block;
-        let Ok((delta, next)) = replay_block(&state, genesis, block, &digest) else {
+        let ids: Vec<Hash> = block.records.iter().map(SignedRecord::id).collect();
+        let Ok((delta, next)) = replay_block(&state, genesis, block, &ids, &digest) else {
             break;
         };
         if delta.writes.contains_key(&(table, key.to_vec())) {

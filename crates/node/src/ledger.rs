@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use branchledger_crypto::Hash;
-use branchledger_state::{apply_block, ApplyError, BlockError, BlockExecutor, StateDelta};
+use branchledger_state::{apply_block_with_ids, ApplyError, BlockError, BlockExecutor, StateDelta};
 use branchledger_storage::{ChainReader, ChainWriter, RocksStore, StorageError, Tip};
 use branchledger_types::{
     merkle, Block, BlockHeader, CommitCertificate, CommittedBlock, Genesis, Height, Round,
@@ -203,16 +203,17 @@ impl Ledger {
         )
         .map_err(invalid)?;
         branchledger_verifier::check_block_size(block, &self.genesis.consensus).map_err(invalid)?;
-        branchledger_verifier::check_records_root(block).map_err(invalid)?;
+        let ids = branchledger_verifier::checked_record_ids(block).map_err(invalid)?;
         let unverified: Vec<SignedRecord> = block
             .records
             .iter()
-            .filter(|r| !is_verified(r, &r.id()))
-            .cloned()
+            .zip(&ids)
+            .filter(|(r, id)| !is_verified(r, id))
+            .map(|(r, _)| r.clone())
             .collect();
         branchledger_verifier::check_records(&self.genesis, &unverified)
             .map_err(|error| invalid(VerificationError::BadRecords { height, error }))?;
-        self.apply_records(block)
+        self.apply_records_with_ids(block, &ids)
     }
 
     /// Applies a block's records to the committed state and checks the digest.
@@ -221,14 +222,25 @@ impl Ledger {
     }
 
     fn apply_records(&self, block: &Block) -> Result<StateDelta, LedgerError> {
+        let ids: Vec<Hash> = block.records.iter().map(SignedRecord::id).collect();
+        self.apply_records_with_ids(block, &ids)
+    }
+
+    /// `ids` are the block's record ids, in order.
+    fn apply_records_with_ids(
+        &self,
+        block: &Block,
+        ids: &[Hash],
+    ) -> Result<StateDelta, LedgerError> {
         let header = &block.header;
         let previous_digest = self.tip()?.map_or(Hash::ZERO, |t| t.state_digest);
-        let (delta, digest) = apply_block(
+        let (delta, digest) = apply_block_with_ids(
             self.store.as_ref(),
             &self.genesis,
             header.height,
             header.time_ms,
             &block.records,
+            ids,
             &previous_digest,
         )
         .map_err(|error| LedgerError::State {

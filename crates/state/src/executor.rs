@@ -64,7 +64,7 @@
 //! records by period lists records as committed; the corrected view is in
 //! [`Table::Correctable`] and in the aggregates.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use branchledger_crypto::Hash;
@@ -99,7 +99,9 @@ const _: () = assert!(
 );
 
 type Key = (Table, Vec<u8>);
-type Writes = BTreeMap<Key, Option<Vec<u8>>>;
+/// Writes by key. A hash map: reads of the overlay are the executor's most frequent operation,
+/// and the delta is put in key order once, by [`BlockExecutor::finish`].
+type Writes = HashMap<Key, Option<Vec<u8>>, foldhash::fast::RandomState>;
 
 /// Which way an aggregate moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,8 +168,8 @@ impl<'a> BlockExecutor<'a> {
             height,
             block_date: Date::from_unix_ms(block_time_ms),
             created_at_limit_ms: block_time_ms.saturating_add(genesis.consensus.max_clock_drift_ms),
-            overlay: Writes::new(),
-            staged: Writes::new(),
+            overlay: Writes::default(),
+            staged: Writes::default(),
             applied: 0,
         }
     }
@@ -206,9 +208,7 @@ impl<'a> BlockExecutor<'a> {
         match self.stage(record, record_id) {
             Ok(()) => {
                 let index = self.applied;
-                for (key, value) in std::mem::take(&mut self.staged) {
-                    self.overlay.insert(key, value);
-                }
+                self.overlay.extend(self.staged.drain());
                 self.applied += 1;
                 Ok(index)
             }
@@ -222,7 +222,7 @@ impl<'a> BlockExecutor<'a> {
     /// The block's delta and the digest after it: `H(tag ‖ previous ‖ canonical(delta))`.
     pub fn finish(self, previous_digest: &Hash) -> (StateDelta, Hash) {
         let delta = StateDelta {
-            writes: self.overlay,
+            writes: self.overlay.into_iter().collect(),
         };
         let digest = delta.chain_digest(previous_digest);
         (delta, digest)
@@ -1109,15 +1109,42 @@ pub fn apply_block(
     records: &[SignedRecord],
     previous_digest: &Hash,
 ) -> Result<(StateDelta, Hash), BlockError> {
+    let ids: Vec<Hash> = records.iter().map(SignedRecord::id).collect();
+    apply_block_with_ids(
+        reader,
+        genesis,
+        height,
+        block_time_ms,
+        records,
+        &ids,
+        previous_digest,
+    )
+}
+
+/// [`apply_block`] for a caller that already computed the record ids (checking the records
+/// root does): `ids[i]` must be `records[i].id()`.
+///
+/// # Panics
+///
+/// If `ids` and `records` differ in length (a caller's bug).
+pub fn apply_block_with_ids(
+    reader: &dyn StateReader,
+    genesis: &Genesis,
+    height: Height,
+    block_time_ms: u64,
+    records: &[SignedRecord],
+    ids: &[Hash],
+    previous_digest: &Hash,
+) -> Result<(StateDelta, Hash), BlockError> {
+    assert_eq!(records.len(), ids.len(), "one id per record");
     let mut executor = BlockExecutor::new(reader, genesis, height, block_time_ms);
-    for (index, record) in records.iter().enumerate() {
-        let record_id = record.id();
-        match executor.apply_with_id(record, record_id) {
+    for (index, (record, record_id)) in records.iter().zip(ids).enumerate() {
+        match executor.apply_with_id(record, *record_id) {
             Ok(_) => {}
             Err(ApplyError::Rejected(reason)) => {
                 return Err(BlockRejection {
                     index: u32::try_from(index).unwrap_or(u32::MAX),
-                    record_id,
+                    record_id: *record_id,
                     reason,
                 }
                 .into())

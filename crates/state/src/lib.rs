@@ -228,8 +228,8 @@ pub mod keys {
 }
 
 pub use executor::{
-    apply_block, is_correctable, may_invalidate_pending, BlockExecutor, CORRECTIONS_PER_RECORD_MAX,
-    STATE_VALUE_BYTES_MAX,
+    apply_block, apply_block_with_ids, is_correctable, may_invalidate_pending, BlockExecutor,
+    CORRECTIONS_PER_RECORD_MAX, STATE_VALUE_BYTES_MAX,
 };
 pub use mem::MemState;
 pub use rejection::{ApplyError, BlockError, BlockRejection, Rejection};

@@ -107,6 +107,12 @@ pub fn check_proposer(set: &ValidatorSet, header: &BlockHeader, commit_round: Ro
 /// records, no record id appears twice, and `records_root` is the Merkle root of the record
 /// ids in block order.
 pub fn check_records_root(block: &Block) -> Result {
+    checked_record_ids(block).map(drop)
+}
+
+/// [`check_records_root`], giving the record ids in block order (computed once, in parallel)
+/// for a caller that needs them next, as the state rules do.
+pub fn checked_record_ids(block: &Block) -> Result<Vec<Hash>> {
     let height = block.header.height;
     if block.records.len() != block.header.record_count as usize {
         return Err(VerificationError::RecordCountMismatch {
@@ -135,7 +141,7 @@ pub fn check_records_root(block: &Block) -> Result {
             computed,
         });
     }
-    Ok(())
+    Ok(ids)
 }
 
 /// The block is within the genesis limits: at most `max_block_records` records and at most
@@ -276,17 +282,27 @@ pub fn verify_committed_block(
     prev_header: Option<&BlockHeader>,
     committed: &CommittedBlock,
 ) -> Result {
+    verify_committed_block_ids(genesis, prev_header, committed).map(drop)
+}
+
+/// [`verify_committed_block`], giving the record ids in block order.
+pub fn verify_committed_block_ids(
+    genesis: &Genesis,
+    prev_header: Option<&BlockHeader>,
+    committed: &CommittedBlock,
+) -> Result<Vec<Hash>> {
     let header = &committed.block.header;
     let set = genesis.validator_set();
     check_header_link(prev_header, header, genesis)?;
     check_proposer(&set, header, committed.commit.round)?;
     verify_commit(&set, &genesis.chain_id, header, &committed.commit)?;
     check_block_size(&committed.block, &genesis.consensus)?;
-    check_records_root(&committed.block)?;
+    let ids = checked_record_ids(&committed.block)?;
     check_records(genesis, &committed.block.records).map_err(|error| {
         VerificationError::BadRecords {
             height: header.height,
             error,
         }
-    })
+    })?;
+    Ok(ids)
 }

@@ -18,7 +18,7 @@ mod record;
 
 pub use block::{
     check_block_size, check_header_link, check_proposer, check_records_root, check_time_not_future,
-    verify_commit, verify_committed_block,
+    checked_record_ids, verify_commit, verify_committed_block, verify_committed_block_ids,
 };
 pub use error::{RecordBatchError, Result, VerificationError};
 pub use record::{

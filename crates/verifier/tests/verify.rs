@@ -376,6 +376,9 @@ fn records_root_count_and_duplicates() {
     ];
     let block = committed_block(&genesis, None, records).block;
     assert_eq!(check_records_root(&block), Ok(()));
+    // The ids the state rules are then given are the records', in block order.
+    let ids: Vec<Hash> = block.records.iter().map(|r| r.id()).collect();
+    assert_eq!(checked_record_ids(&block), Ok(ids));
 
     let mut b = block.clone();
     b.header.record_count = 2;
