@@ -138,7 +138,7 @@ impl Ledger {
             if records.len() >= params.max_block_records as usize {
                 break;
             }
-            let size = record.to_bytes().len();
+            let size = record.encoded_len();
             if bytes + size > bytes_max {
                 break;
             }

@@ -166,7 +166,7 @@ impl Mempool {
         if let Some(location) = read::record_location(committed, &id)? {
             return Err(AdmitError::Committed(id, location.height));
         }
-        let bytes = record.to_bytes().len();
+        let bytes = record.encoded_len();
         if self.entries.len() + 1 > self.limits.records_max
             || self.bytes + bytes > self.limits.bytes_max
         {

@@ -21,7 +21,7 @@ use branchledger_types::wire::{
     ConsensusMessage, SyncRequest, SyncResponse, SYNC_BLOCKS_PER_REQUEST_MAX,
     SYNC_RESPONSE_BYTES_TARGET,
 };
-use branchledger_types::Height;
+use branchledger_types::{encoded_len, Height};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::driver::{Network, Outbound};
@@ -215,7 +215,7 @@ pub fn read_blocks(
         let Some(block) = store.committed_block(height)? else {
             break;
         };
-        let size = block.block.to_bytes().len() + block.commit.to_bytes().len();
+        let size = encoded_len(&block.block) + encoded_len(&block.commit);
         if !blocks.is_empty() && bytes + size > SYNC_RESPONSE_BYTES_TARGET {
             break;
         }

@@ -235,12 +235,12 @@ impl EventLoop {
         match command {
             Command::PublishRecords(records) => {
                 for record in records {
-                    self.pending_bytes += record.to_bytes().len();
+                    self.pending_bytes += record.encoded_len();
                     self.pending_records.push_back(record);
                 }
                 while self.pending_records.len() > RECORDS_HELD_MAX {
                     if let Some(dropped) = self.pending_records.pop_front() {
-                        self.pending_bytes -= dropped.to_bytes().len();
+                        self.pending_bytes -= dropped.encoded_len();
                         self.metrics.records_dropped.inc();
                     }
                 }
@@ -343,7 +343,7 @@ impl EventLoop {
             let mut batch = Vec::new();
             let mut bytes = 0;
             while let Some(record) = self.pending_records.front() {
-                let size = record.to_bytes().len();
+                let size = record.encoded_len();
                 if !batch.is_empty()
                     && (batch.len() >= GOSSIP_RECORDS_MAX
                         || bytes + size > GOSSIP_RECORDS_BYTES_MAX)

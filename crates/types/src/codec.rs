@@ -62,6 +62,11 @@ pub fn encode<T: BorshSerialize + ?Sized>(value: &T) -> Vec<u8> {
         .unwrap_or_else(|_| fresh())
 }
 
+/// The length of [`encode`]`(value)`, counted without writing the bytes anywhere.
+pub fn encoded_len<T: BorshSerialize + ?Sized>(value: &T) -> usize {
+    borsh::object_length(value).expect("counting borsh bytes never fails")
+}
+
 /// Decodes `bytes` as `T`, refusing more than `limit` bytes and any trailing bytes.
 pub fn decode<T: BorshDeserialize>(
     what: &'static str,
@@ -104,5 +109,14 @@ mod tests {
             .join()
             .expect("thread");
         assert_eq!(other, bytes);
+    }
+
+    #[test]
+    fn encoded_len_counts_the_bytes_encode_writes() {
+        let large: Vec<u8> = (0..3 * ENCODE_COPY_BYTES_MAX).map(|i| i as u8).collect();
+        assert_eq!(encoded_len(&large), encode(&large).len());
+        let nested = (7u32, String::from("study"), vec![Some(1u64), None]);
+        assert_eq!(encoded_len(&nested), encode(&nested).len());
+        assert_eq!(encoded_len(&()), 0);
     }
 }

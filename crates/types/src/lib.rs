@@ -20,7 +20,7 @@ pub use block::{
     Proposal, Round, SignedProposal, SignedVote, ValidatorIndex, Vote, VoteKind,
 };
 pub use branchledger_crypto::{Hash, PublicKey, Signature};
-pub use codec::{decode, encode, DecodeError};
+pub use codec::{decode, encode, encoded_len, DecodeError};
 pub use genesis::{Branch, ConsensusParams, Genesis, GenesisError, Validator, ValidatorSet};
 pub use ids::{BranchId, Date, IssueId, MeetingId, MemberId, Period};
 pub use record::{Record, RecordBody, RecordKind, SignedRecord};

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use branchledger_crypto::{BatchVerifier, Hash};
 use branchledger_types::genesis::ConsensusParams;
 use branchledger_types::{
-    encode, merkle, Block, BlockHeader, CommitCertificate, CommittedBlock, Genesis, Round,
+    encoded_len, merkle, Block, BlockHeader, CommitCertificate, CommittedBlock, Genesis, Round,
     SignedRecord, ValidatorIndex, ValidatorSet,
 };
 use rayon::prelude::*;
@@ -156,7 +156,7 @@ pub fn check_block_size(block: &Block, params: &ConsensusParams) -> Result {
             limit,
         });
     }
-    let bytes = encode(block).len();
+    let bytes = encoded_len(block);
     let limit = params.max_block_bytes as usize;
     if bytes > limit {
         return Err(VerificationError::BlockTooLarge {
