@@ -1,17 +1,21 @@
 //! The state rules' cost per record: `apply_block` on a block of study sessions and dues
-//! payments, over a state that already holds earlier blocks, next to the cost of verifying
-//! the same records' signatures in one batch on one core (the ratio the auditor and the
-//! proposer-check budgets are judged by).
+//! payments (as `branchd bench gen-chain` writes them), and on a mixed block that also holds
+//! meetings of 20 attendees (5%) and corrections of earlier records (5%), over a state that
+//! already holds earlier blocks; next to the cost of verifying the first block's signatures
+//! in one batch on one core (the ratio the auditor and the proposal check are judged by).
 //!
 //!   cargo bench -p branchledger-state --bench apply
 
 use branchledger_crypto::{BatchVerifier, Hash, Keypair, Signer};
 use branchledger_state::{apply_block, MemState};
 use branchledger_types::genesis::{Rules, StudyRule};
-use branchledger_types::record::{DuesPaid, MemberJoined, MemberStatus, StudyForm, StudySession};
+use branchledger_types::record::{
+    Attendee, Correction, DuesPaid, MeetingHeld, MeetingKind, MemberJoined, MemberStatus,
+    StudyForm, StudySession,
+};
 use branchledger_types::{
-    Branch, BranchId, ConsensusParams, Date, Genesis, MemberId, Period, Record, RecordBody,
-    SignedRecord, Validator,
+    Branch, BranchId, ConsensusParams, Date, Genesis, MeetingId, MemberId, Period, Record,
+    RecordBody, SignedRecord, Validator,
 };
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
@@ -77,21 +81,77 @@ fn record(keys: &[Keypair], n: u64) -> SignedRecord {
             member_key: None,
         })
     } else if n % 5 == 4 {
-        RecordBody::DuesPaid(DuesPaid {
-            member_id: member(b, (n / 7) % MEMBERS_PER_BRANCH),
-            period: Period::new(2024, (n % 12) as u8 + 1),
-            amount_minor: 2_000,
-            reference_commitment: None,
-        })
+        dues(b, n)
     } else {
-        RecordBody::StudySession(StudySession {
-            member_id: member(b, (n / 7) % MEMBERS_PER_BRANCH),
-            material: format!("Branch work handbook, chapter {}", n % 12 + 1),
-            minutes: (n % 120) as u16 + 15,
-            form: StudyForm::ALL[(n % 4) as usize],
-            occurred_on: Date::new(2024, (n % 12) as u8 + 1, (n % 28) as u8 + 1),
-        })
+        study(b, n)
     };
+    signed(keys, b, n, body)
+}
+
+fn dues(b: usize, n: u64) -> RecordBody {
+    RecordBody::DuesPaid(DuesPaid {
+        member_id: member(b, (n / 7) % MEMBERS_PER_BRANCH),
+        period: Period::new(2024, (n % 12) as u8 + 1),
+        amount_minor: 2_000,
+        reference_commitment: None,
+    })
+}
+
+fn study(b: usize, n: u64) -> RecordBody {
+    RecordBody::StudySession(StudySession {
+        member_id: member(b, (n / 7) % MEMBERS_PER_BRANCH),
+        material: format!("Branch work handbook, chapter {}", n % 12 + 1),
+        minutes: (n % 120) as u16 + 15,
+        form: StudyForm::ALL[(n % 4) as usize],
+        occurred_on: Date::new(2024, (n % 12) as u8 + 1, (n % 28) as u8 + 1),
+    })
+}
+
+/// The mixed block: record `k` is a meeting if `k % 20 == 0`, a retraction of the next of
+/// `targets` (study sessions of earlier blocks) if `k % 20 == 1`, dues if `k % 20` is 2 to 5,
+/// else a study session.
+fn mixed_block(keys: &[Keypair], first: u64, targets: &[&SignedRecord]) -> Vec<SignedRecord> {
+    let mut targets = targets.iter();
+    (first..first + BLOCK_RECORDS)
+        .map(|n| {
+            let b = (n % BRANCHES as u64) as usize;
+            match (n - first) % 20 {
+                0 => {
+                    let attendees = (0..20)
+                        .map(|a| Attendee {
+                            member_id: member(b, (n + a) % MEMBERS_PER_BRANCH),
+                            guest: false,
+                        })
+                        .collect();
+                    let body = RecordBody::MeetingHeld(MeetingHeld {
+                        meeting_id: MeetingId(format!("mt-{n}")),
+                        kind: MeetingKind::Group,
+                        topic: "weekly group".into(),
+                        held_on: Date::new(2024, 6, 1),
+                        attendees,
+                        absentees: Vec::new(),
+                    });
+                    signed(keys, b, n, body)
+                }
+                1 => {
+                    let target = targets.next().expect("enough earlier study sessions");
+                    let body = RecordBody::Correction(Correction {
+                        target: target.id(),
+                        reason: "minutes mistyped".into(),
+                        replacement: None,
+                    });
+                    let b = (target.record.nonce % BRANCHES as u64) as usize;
+                    signed(keys, b, n, body)
+                }
+                2..=5 => signed(keys, b, n, dues(b, n)),
+                _ => signed(keys, b, n, study(b, n)),
+            }
+        })
+        .collect()
+}
+
+/// `body`, signed by branch `b` with nonce `n`.
+fn signed(keys: &[Keypair], b: usize, n: u64, body: RecordBody) -> SignedRecord {
     Record {
         chain_id: "bench-chain".into(),
         branch_id: BranchId(format!("b{b}")),
@@ -124,6 +184,17 @@ fn bench(c: &mut Criterion) {
     }
     let measured = block(&mut n);
     let height = EARLIER_BLOCKS + 1;
+    // Study sessions of the earlier blocks (after the joins), one per correction.
+    let earlier: Vec<SignedRecord> = (BRANCHES as u64 * MEMBERS_PER_BRANCH..n - BLOCK_RECORDS)
+        .filter(|i| i % 5 != 4)
+        .take(BLOCK_RECORDS as usize / 20)
+        .map(|i| record(&keys, i))
+        .collect();
+    let mixed = mixed_block(
+        &keys,
+        n + BLOCK_RECORDS,
+        &earlier.iter().collect::<Vec<_>>(),
+    );
 
     let mut group = c.benchmark_group("state");
     group.throughput(Throughput::Elements(BLOCK_RECORDS));
@@ -131,6 +202,12 @@ fn bench(c: &mut Criterion) {
     group.bench_function("apply_block of 5000 records", |b| {
         b.iter(|| {
             apply_block(&state, &genesis, height, T0_MS, &measured, &digest)
+                .expect("generated records follow the rules")
+        })
+    });
+    group.bench_function("apply_block of 5000 mixed records", |b| {
+        b.iter(|| {
+            apply_block(&state, &genesis, height, T0_MS, &mixed, &digest)
                 .expect("generated records follow the rules")
         })
     });
