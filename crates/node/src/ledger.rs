@@ -12,8 +12,8 @@ use branchledger_crypto::Hash;
 use branchledger_state::{apply_block_with_ids, ApplyError, BlockError, BlockExecutor, StateDelta};
 use branchledger_storage::{ChainReader, ChainWriter, RocksStore, StorageError, Tip};
 use branchledger_types::{
-    merkle, Block, BlockHeader, CommitCertificate, CommittedBlock, Genesis, Height, Round,
-    SignedRecord, ValidatorIndex, ValidatorSet,
+    encoded_len, merkle, Block, BlockHeader, CommitCertificate, CommittedBlock, Genesis, Height,
+    Round, SignedRecord, ValidatorIndex, ValidatorSet,
 };
 use branchledger_verifier::VerificationError;
 
@@ -138,7 +138,7 @@ impl Ledger {
             if records.len() >= params.max_block_records as usize {
                 break;
             }
-            let size = record.encoded_len();
+            let size = encoded_len(record);
             if bytes + size > bytes_max {
                 break;
             }

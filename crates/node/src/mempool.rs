@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use branchledger_crypto::Hash;
 use branchledger_state::{read, ApplyError, BlockExecutor, ReadError, StateReader};
-use branchledger_types::{Genesis, Height, SignedRecord};
+use branchledger_types::{encoded_len, Genesis, Height, SignedRecord};
 
 /// Bounds of the pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,7 +166,7 @@ impl Mempool {
         if let Some(location) = read::record_location(committed, &id)? {
             return Err(AdmitError::Committed(id, location.height));
         }
-        let bytes = record.encoded_len();
+        let bytes = encoded_len(&record);
         if self.entries.len() + 1 > self.limits.records_max
             || self.bytes + bytes > self.limits.bytes_max
         {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use branchledger_types::wire::{
     ConsensusGossip, RecordBatch, GOSSIP_RECORDS_BYTES_MAX, GOSSIP_RECORDS_MAX,
 };
-use branchledger_types::SignedRecord;
+use branchledger_types::{encoded_len, SignedRecord};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId};
 use libp2p::metrics::Recorder;
@@ -235,12 +235,12 @@ impl EventLoop {
         match command {
             Command::PublishRecords(records) => {
                 for record in records {
-                    self.pending_bytes += record.encoded_len();
+                    self.pending_bytes += encoded_len(&record);
                     self.pending_records.push_back(record);
                 }
                 while self.pending_records.len() > RECORDS_HELD_MAX {
                     if let Some(dropped) = self.pending_records.pop_front() {
-                        self.pending_bytes -= dropped.encoded_len();
+                        self.pending_bytes -= encoded_len(&dropped);
                         self.metrics.records_dropped.inc();
                     }
                 }
@@ -343,7 +343,7 @@ impl EventLoop {
             let mut batch = Vec::new();
             let mut bytes = 0;
             while let Some(record) = self.pending_records.front() {
-                let size = record.encoded_len();
+                let size = encoded_len(&record);
                 if !batch.is_empty()
                     && (batch.len() >= GOSSIP_RECORDS_MAX
                         || bytes + size > GOSSIP_RECORDS_BYTES_MAX)

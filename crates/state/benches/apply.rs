@@ -63,6 +63,11 @@ fn genesis() -> Genesis {
     }
 }
 
+/// The branch that signs record `n`.
+fn branch_of(n: u64) -> usize {
+    (n % BRANCHES as u64) as usize
+}
+
 fn member(b: usize, m: u64) -> MemberId {
     MemberId(format!("m-{b}-{m}"))
 }
@@ -70,7 +75,7 @@ fn member(b: usize, m: u64) -> MemberId {
 /// Record `n`: members join first, then study sessions and dues payments (as the generated
 /// benchmark chain has them).
 fn record(keys: &[Keypair], n: u64) -> SignedRecord {
-    let b = (n % BRANCHES as u64) as usize;
+    let b = branch_of(n);
     let joins = BRANCHES as u64 * MEMBERS_PER_BRANCH;
     let body = if n < joins {
         RecordBody::MemberJoined(MemberJoined {
@@ -110,11 +115,11 @@ fn study(b: usize, n: u64) -> RecordBody {
 /// The mixed block: record `k` is a meeting if `k % 20 == 0`, a retraction of the next of
 /// `targets` (study sessions of earlier blocks) if `k % 20 == 1`, dues if `k % 20` is 2 to 5,
 /// else a study session.
-fn mixed_block(keys: &[Keypair], first: u64, targets: &[&SignedRecord]) -> Vec<SignedRecord> {
+fn mixed_block(keys: &[Keypair], first: u64, targets: &[SignedRecord]) -> Vec<SignedRecord> {
     let mut targets = targets.iter();
     (first..first + BLOCK_RECORDS)
         .map(|n| {
-            let b = (n % BRANCHES as u64) as usize;
+            let b = branch_of(n);
             match (n - first) % 20 {
                 0 => {
                     let attendees = (0..20)
@@ -140,8 +145,7 @@ fn mixed_block(keys: &[Keypair], first: u64, targets: &[&SignedRecord]) -> Vec<S
                         reason: "minutes mistyped".into(),
                         replacement: None,
                     });
-                    let b = (target.record.nonce % BRANCHES as u64) as usize;
-                    signed(keys, b, n, body)
+                    signed(keys, branch_of(target.record.nonce), n, body)
                 }
                 2..=5 => signed(keys, b, n, dues(b, n)),
                 _ => signed(keys, b, n, study(b, n)),
@@ -190,11 +194,7 @@ fn bench(c: &mut Criterion) {
         .take(BLOCK_RECORDS as usize / 20)
         .map(|i| record(&keys, i))
         .collect();
-    let mixed = mixed_block(
-        &keys,
-        n + BLOCK_RECORDS,
-        &earlier.iter().collect::<Vec<_>>(),
-    );
+    let mixed = mixed_block(&keys, n + BLOCK_RECORDS, &earlier);
 
     let mut group = c.benchmark_group("state");
     group.throughput(Throughput::Elements(BLOCK_RECORDS));
@@ -220,8 +220,8 @@ fn bench(c: &mut Criterion) {
             || {
                 let mut batch = BatchVerifier::with_capacity(measured.len());
                 for (record, message) in measured.iter().zip(&messages) {
-                    let b = record.record.nonce as usize % BRANCHES;
-                    batch.queue(genesis.branches[b].signing_key, message, record.signature);
+                    let key = keys[branch_of(record.record.nonce)].public_key();
+                    batch.queue(key, message, record.signature);
                 }
                 batch
             },

@@ -670,11 +670,6 @@ impl SignedRecord {
         encode(self)
     }
 
-    /// The length of [`SignedRecord::to_bytes`], without encoding.
-    pub fn encoded_len(&self) -> usize {
-        crate::codec::encoded_len(self)
-    }
-
     /// Decodes an envelope, at most [`RECORD_BYTES_MAX`] bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<SignedRecord, DecodeError> {
         decode("signed record", bytes, RECORD_BYTES_MAX)
