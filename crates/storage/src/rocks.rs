@@ -45,6 +45,9 @@ pub struct RocksOptions {
     pub write_buffers_bytes: usize,
     /// Whether files are LZ4-compressed.
     pub compress: bool,
+    /// Whether files are compacted in the background. A scratch store, written once and read
+    /// once, skips it: its files stay in level 0 and writes never stall on their number.
+    pub compact: bool,
 }
 
 impl Default for RocksOptions {
@@ -54,17 +57,19 @@ impl Default for RocksOptions {
             max_open_files: MAX_OPEN_FILES_DEFAULT,
             write_buffers_bytes: WRITE_BUFFERS_BYTES_DEFAULT,
             compress: true,
+            compact: true,
         }
     }
 }
 
 impl RocksOptions {
-    /// Options for a scratch store: uncompressed files (it lives for one audit in a
-    /// temporary directory). Its memtables are the default size: 32 MiB ones used 120 MB
-    /// more for the same audit time.
+    /// Options for a scratch store: uncompressed files that are never compacted (it lives
+    /// for one audit in a temporary directory). Its memtables are the default size: 32 MiB
+    /// ones used 120 MB more for the same audit time.
     pub fn scratch() -> Self {
         RocksOptions {
             compress: false,
+            compact: false,
             ..RocksOptions::default()
         }
     }
@@ -114,6 +119,12 @@ fn column_options(options: &RocksOptions, cache: &Cache) -> Options {
         DBCompressionType::None
     });
     cf_options.set_write_buffer_size(WRITE_BUFFER_BYTES_PER_TABLE);
+    if !options.compact {
+        cf_options.set_disable_auto_compactions(true);
+        // Negative: no slowdown; the stop trigger as high as it goes.
+        cf_options.set_level_zero_slowdown_writes_trigger(-1);
+        cf_options.set_level_zero_stop_writes_trigger(i32::MAX);
+    }
     // A Bloom filter over whole keys in the memtable: absent keys skip the skip list.
     cf_options.set_memtable_prefix_bloom_ratio(0.1);
     cf_options.set_memtable_whole_key_filtering(true);
