@@ -195,16 +195,18 @@ fn fast_pass(
     progress: &mut impl FnMut(Height, u64),
 ) -> Result<Pass, AuditFailure> {
     let tip = store.tip().map_err(|e| storage_failure(0, e))?;
-    let mut state = Replay::new(scratch_parent, Keep::Read, secret)?;
+    let mut state = Replay::new(scratch_parent, Keep::Read, Some(store), secret)?;
     let cancel = AtomicBool::new(false);
     std::thread::scope(|scope| {
         // The stored tables are digested while the replay runs: the store does not change.
         let stored = scope.spawn(|| replay::digest_tables(store, &secret, &cancel));
         let replayed = replay_chain(genesis, store, tip.as_ref(), &mut state, progress);
-        if replayed.is_err() || state.cannot_decide() {
+        // A failure after a hint may be the hint's: the exact pass, which takes none, decides.
+        let recheck = state.cannot_decide() || (replayed.is_err() && state.took_hints());
+        if replayed.is_err() || recheck {
             cancel.store(true, Ordering::Relaxed);
         }
-        if state.cannot_decide() {
+        if recheck {
             return Ok(Pass::Recheck);
         }
         let replayed = replayed?;
@@ -234,7 +236,7 @@ fn exact_pass(
 ) -> Result<AuditReport, AuditFailure> {
     let tip = store.tip().map_err(|e| storage_failure(0, e))?;
     let tip_height = tip.as_ref().map_or(0, |t| t.height);
-    let mut state = Replay::new(scratch_parent, Keep::All, secret)?;
+    let mut state = Replay::new(scratch_parent, Keep::All, None, secret)?;
     let replayed = replay_chain(genesis, store, tip.as_ref(), &mut state, progress)?;
     state.finish()?;
     let state_entries = compare_state(store, state.store()).map_err(|mismatch| {
@@ -374,7 +376,7 @@ fn last_write_height(
     let Ok(secret) = replay::digest_secret() else {
         return tip_height;
     };
-    let Ok(mut state) = Replay::new(scratch_parent, Keep::All, secret) else {
+    let Ok(mut state) = Replay::new(scratch_parent, Keep::All, None, secret) else {
         return tip_height;
     };
     let mut digest = Hash::ZERO;

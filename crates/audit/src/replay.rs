@@ -10,6 +10,15 @@
 //! summarised the same way by a thread that reads them while the replay runs. Equal digests
 //! of every table mean equal tables; any difference sends the audit to the exact pass.
 //!
+//! The record locations (one entry per record, written once, never changed, each holding the
+//! height of the block that wrote it) are not stored by the fast pass either: they are
+//! digested, and the few reads the rules make of them (a correction's target; a duplicate
+//! check the id filter cannot answer) are answered from the audited store, where an entry
+//! counts only if its height is below the block being replayed. Such a *hint* is exactly what
+//! the replay itself would have answered whenever the stored table equals the replayed one,
+//! which the digests decide at the end. If they differ, or if the fast pass fails after it
+//! took a hint, the exact pass (which takes none) decides.
+//!
 //! A Bloom filter of the record ids replayed answers the duplicate check of (nearly) every
 //! new record without a read of the scratch store.
 
@@ -19,7 +28,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use branchledger_state::{ReadError, StateDelta, StateReader, Table};
+use branchledger_state::entries::RecordLocation;
+use branchledger_state::{ReadError, StateDelta, StateReader, Table, STATE_VALUE_BYTES_MAX};
 use branchledger_storage::{ChainReader, Column, RocksOptions, RocksStore, StorageError};
 use branchledger_types::Height;
 use fastbloom::BloomFilter;
@@ -32,6 +42,10 @@ pub const SCAN_PAGE: usize = 4_096;
 /// Tables the state rules write and never read: the fast pass keeps a digest of their
 /// entries instead of the entries.
 pub const DIGESTED_TABLES: [Table; 2] = [Table::MemberHistory, Table::RecordsByBranchKindPeriod];
+
+/// Tables written once per key, whose value holds the height that wrote it: the fast pass
+/// digests them and answers the rules' reads of them from the audited store.
+pub const HINTED_TABLES: [Table; 1] = [Table::RecordLocations];
 
 /// Deltas the replay runs ahead of the writer that stores them.
 pub const PENDING_DELTAS: usize = 2;
@@ -54,6 +68,29 @@ pub(crate) enum Keep {
 
 fn is_digested(table: Table) -> bool {
     DIGESTED_TABLES.contains(&table)
+}
+
+/// Which tables a replay stores in its scratch store (the others it digests), in the order of
+/// [`Table::ALL`].
+#[derive(Clone, Copy, Debug)]
+struct Stored([bool; Table::ALL.len()]);
+
+impl Stored {
+    fn new(keep: Keep, hinted: bool) -> Stored {
+        let mut stored = [true; Table::ALL.len()];
+        if keep == Keep::Read {
+            for table in Table::ALL {
+                if is_digested(*table) || (hinted && HINTED_TABLES.contains(table)) {
+                    stored[position(*table)] = false;
+                }
+            }
+        }
+        Stored(stored)
+    }
+
+    fn contains(&self, table: Table) -> bool {
+        self.0[position(table)]
+    }
 }
 
 fn position(table: Table) -> usize {
@@ -175,9 +212,16 @@ impl RecordIdFilter {
 }
 
 /// The replayed state: a scratch store in a temporary directory, removed when dropped.
-pub(crate) struct Replay {
+pub(crate) struct Replay<'a> {
     store: Arc<RocksStore>,
     keep: Keep,
+    stored: Stored,
+    /// The audited store, which answers reads of the [`HINTED_TABLES`] in the fast pass.
+    hints: Option<&'a dyn ChainReader>,
+    /// A read was answered from the audited store: a failure of this pass proves nothing.
+    hinted: Cell<bool>,
+    /// The height of the block being replayed (the one after the last applied).
+    replaying: Height,
     ids: RecordIdFilter,
     /// Digests of the entries of the tables not kept (fast pass), kept by the writer.
     digests: Arc<Mutex<TableDigests>>,
@@ -203,7 +247,7 @@ struct Writer {
 impl Writer {
     fn start(
         store: Arc<RocksStore>,
-        keep: Keep,
+        stored: Stored,
         secret: [u8; 32],
         digests: Arc<Mutex<TableDigests>>,
     ) -> Writer {
@@ -211,16 +255,16 @@ impl Writer {
         let (done, written) = sync_channel(PENDING_DELTAS + 1);
         let thread = std::thread::spawn(move || {
             for (height, delta) in incoming {
-                if keep == Keep::Read {
+                {
                     let mut digests = digests.lock().unwrap_or_else(PoisonError::into_inner);
                     for ((table, key), value) in &delta.writes {
-                        if let (true, Some(value)) = (is_digested(*table), value) {
+                        if let (false, Some(value)) = (stored.contains(*table), value) {
                             digests.get_mut(*table).add(&secret, *table, key, value);
                         }
                     }
                 }
                 let result = store
-                    .write_scratch_state(&delta, |table| keep == Keep::All || !is_digested(table))
+                    .write_scratch_state(&delta, |table| stored.contains(table))
                     .map_err(|e| fail(height, None, format!("scratch store for the replay: {e}")));
                 let failed = result.is_err();
                 if done.send(result).is_err() || failed {
@@ -236,13 +280,16 @@ impl Writer {
     }
 }
 
-impl Replay {
-    /// An empty replay under `parent` (the system's temporary directory when `None`).
+impl<'a> Replay<'a> {
+    /// An empty replay under `parent` (the system's temporary directory when `None`). With
+    /// `Keep::Read` and `hints`, the fast pass answers reads of the [`HINTED_TABLES`] from
+    /// `hints`, the audited store, instead of storing them.
     pub(crate) fn new(
         parent: Option<&std::path::Path>,
         keep: Keep,
+        hints: Option<&'a dyn ChainReader>,
         secret: [u8; 32],
-    ) -> Result<Replay, AuditFailure> {
+    ) -> Result<Replay<'a>, AuditFailure> {
         let scratch = |e: String| fail(0, None, format!("scratch store for the replay: {e}"));
         let mut builder = tempfile::Builder::new();
         builder.prefix("branchledger-audit-");
@@ -255,10 +302,15 @@ impl Replay {
             .map_err(|e| scratch(e.to_string()))?;
         let store = Arc::new(store);
         let digests = Arc::new(Mutex::new(TableDigests::default()));
-        let writer = Writer::start(store.clone(), keep, secret, digests.clone());
+        let stored = Stored::new(keep, hints.is_some());
+        let writer = Writer::start(store.clone(), stored, secret, digests.clone());
         Ok(Replay {
             store,
             keep,
+            stored,
+            hints: if keep == Keep::Read { hints } else { None },
+            hinted: Cell::new(false),
+            replaying: 1,
             ids: RecordIdFilter::new(),
             digests,
             secret,
@@ -276,16 +328,47 @@ impl Replay {
         self.read_digested.get() || self.deleted_digested
     }
 
+    /// Whether a read was answered from the audited store: then only equal digests at the
+    /// end show the replay right, and a failure must be confirmed by the exact pass.
+    pub(crate) fn took_hints(&self) -> bool {
+        self.hinted.get()
+    }
+
+    /// A read of a hinted table, answered from the audited store: the entry counts only if
+    /// the block that wrote it (the height in its value) is below the one being replayed.
+    fn hint(
+        &self,
+        hints: &dyn ChainReader,
+        table: Table,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, ReadError> {
+        self.hinted.set(true);
+        let Some(bytes) = hints.get_raw(Column::State(table), key).map_err(|e| {
+            ReadError(format!(
+                "reading {} of the audited store: {e}",
+                table.name()
+            ))
+        })?
+        else {
+            return Ok(None);
+        };
+        let location: RecordLocation =
+            branchledger_types::codec::decode("record location", &bytes, STATE_VALUE_BYTES_MAX)
+                .map_err(|e| ReadError(format!("{} of the audited store: {e}", table.name())))?;
+        Ok((location.height < self.replaying).then_some(bytes))
+    }
+
     /// Applies a block's delta: reads see it at once, the writer stores it meanwhile.
     pub(crate) fn apply(&mut self, height: Height, delta: StateDelta) -> Result<(), AuditFailure> {
         for ((table, key), value) in &delta.writes {
             if *table == Table::RecordLocations && value.is_some() {
                 self.ids.insert(key);
             }
-            if self.keep == Keep::Read && is_digested(*table) && value.is_none() {
+            if !self.stored.contains(*table) && value.is_none() {
                 self.deleted_digested = true;
             }
         }
+        self.replaying = height + 1;
         let delta = Arc::new(delta);
         self.pending.push_back(delta.clone());
         let writer = self
@@ -349,7 +432,7 @@ impl Replay {
             .clone();
         let never = AtomicBool::new(false);
         for table in Table::ALL {
-            if self.keep == Keep::All || !is_digested(*table) {
+            if self.stored.contains(*table) {
                 *digests.get_mut(*table) =
                     digest_table(&*self.store, *table, &self.secret, &never)?;
             }
@@ -358,7 +441,7 @@ impl Replay {
     }
 }
 
-impl StateReader for Replay {
+impl StateReader for Replay<'_> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
         if self.keep == Keep::Read && is_digested(table) {
             self.read_digested.set(true);
@@ -381,11 +464,14 @@ impl StateReader for Replay {
                 return Ok(value.clone());
             }
         }
-        self.store.get(table, key)
+        match self.hints {
+            Some(hints) if !self.stored.contains(table) => self.hint(hints, table, key),
+            _ => self.store.get(table, key),
+        }
     }
 }
 
-impl Drop for Replay {
+impl Drop for Replay<'_> {
     fn drop(&mut self) {
         // The writer ends when its queue closes; the scratch directory goes after it.
         if let Some(writer) = self.writer.take() {

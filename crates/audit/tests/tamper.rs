@@ -269,7 +269,7 @@ fn height_in_index_key(key: &[u8]) -> u64 {
 }
 
 /// Entries of the tables the fast pass keeps only as digests (the by-period index, the
-/// member history) and of one it keeps in its scratch store (record locations) changed on
+/// member history) and of one it answers from the audited store (record locations) changed on
 /// disk: each is found, and named at the height of the block that wrote the entry.
 #[test]
 fn entries_of_digested_and_kept_tables_changed_on_disk_are_named() {
@@ -321,5 +321,76 @@ fn entries_of_digested_and_kept_tables_changed_on_disk_are_named() {
             }
         );
         assert!(failure.rule.contains(table.name()), "{failure}");
+    }
+}
+
+/// The height a correction at [`CORRECTION_HEIGHT`] retracts a record of.
+const TARGET_HEIGHT: u64 = 2;
+const CORRECTION_HEIGHT: u64 = 5;
+
+/// The honest chain, with a retraction at `CORRECTION_HEIGHT` of a study session committed at
+/// `TARGET_HEIGHT`, and that session's id.
+fn build_chain_with_a_correction(path: &Path) -> (Genesis, Hash) {
+    let target = records_of(TARGET_HEIGHT)[1].id();
+    let genesis = build_chain_of(path, |height| {
+        let mut records = records_of(height);
+        if height == CORRECTION_HEIGHT {
+            records.push(record(
+                height * 10 + 3,
+                RecordBody::Correction(branchledger_types::record::Correction {
+                    target,
+                    reason: "entered twice".into(),
+                    replacement: None,
+                }),
+            ));
+        }
+        records
+    });
+    (genesis, target)
+}
+
+/// The fast pass does not store record locations: it answers a correction's read of its
+/// target from the audited store. On an honest chain that answer is the replay's own, and one
+/// pass verifies it. If the stored location is deleted, or claims a later height, the
+/// correction would break a rule; the audit does not report that (the chain is sound) but the
+/// stored entry, at the height that wrote it.
+#[test]
+fn a_correction_reads_its_target_from_the_store_and_a_tampered_location_is_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (genesis, _) = build_chain_with_a_correction(dir.path());
+    let mut seen = Vec::new();
+    let store = RocksStore::open(dir.path()).expect("open");
+    let report = verify_store(&genesis, &store, |h, r| seen.push((h, r))).expect("honest chain");
+    assert_eq!(report.records, BLOCKS * 3 + 1);
+    assert_eq!(seen.len() as u64, BLOCKS, "one pass: {seen:?}");
+    drop(store);
+
+    for case in ["deleted", "later height"] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (genesis, target) = build_chain_with_a_correction(dir.path());
+        tamper(dir.path(), |db| {
+            let cf = cf(db, Table::RecordLocations.name());
+            let key = keys::record_id(&target);
+            match case {
+                "deleted" => db.delete_cf(cf, &key).expect("delete"),
+                _ => {
+                    let mut value = db.get_cf(cf, &key).expect("read").expect("stored");
+                    // The value starts with the height of the record.
+                    assert_eq!(value[..8], TARGET_HEIGHT.to_le_bytes());
+                    value[..8].copy_from_slice(&BLOCKS.to_le_bytes());
+                    db.put_cf(cf, key, &value).expect("put");
+                }
+            }
+        });
+        let failure = audit(dir.path(), &genesis).expect_err(case);
+        assert_eq!(failure.height, TARGET_HEIGHT, "{case}: {failure}");
+        assert!(
+            failure.rule.contains(Table::RecordLocations.name()),
+            "{case}: {failure}"
+        );
+        assert_eq!(
+            failure.record, None,
+            "{case}: no record is to blame: {failure}"
+        );
     }
 }

@@ -130,6 +130,11 @@ pub fn certify(block: &Block, signers: &[usize]) -> CommitCertificate {
 
 /// Writes an honest chain of `BLOCKS` blocks into a store at `path`.
 pub fn build_chain(path: &Path) -> Genesis {
+    build_chain_of(path, records_of)
+}
+
+/// Writes an honest chain of `BLOCKS` blocks, with the records `records(height)` in each.
+pub fn build_chain_of(path: &Path, records: impl Fn(u64) -> Vec<SignedRecord>) -> Genesis {
     let genesis = genesis();
     let set = genesis.validator_set();
     let store = RocksStore::open(path).expect("open");
@@ -137,7 +142,7 @@ pub fn build_chain(path: &Path) -> Genesis {
     let mut prev: Option<BlockHeader> = None;
     let mut digest = Hash::ZERO;
     for height in 1..=BLOCKS {
-        let records = records_of(height);
+        let records = records(height);
         let time_ms = T0 + height * 1_000;
         let (delta, next) = apply_block(&state, &genesis, height, time_ms, &records, &digest)
             .expect("valid records");
