@@ -307,7 +307,7 @@ fn replay_chain(
             let (committed, ids) = checked?;
             let block = &committed.block;
             let (delta, next_digest) = replay_block(&*state, genesis, block, &ids, &digest)?;
-            state.apply(height, delta)?;
+            state.apply(height, &block.records, delta)?;
             digest = next_digest;
             records += block.records.len() as u64;
             progress(height, records);
@@ -393,7 +393,7 @@ fn last_write_height(
         if delta.writes.contains_key(&(table, key.to_vec())) {
             last = height;
         }
-        if state.apply(height, delta).is_err() {
+        if state.apply(height, &block.records, delta).is_err() {
             break;
         }
         digest = next;

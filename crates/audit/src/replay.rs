@@ -22,16 +22,18 @@
 //! A Bloom filter of the record ids replayed answers the duplicate check of (nearly) every
 //! new record without a read of the scratch store.
 
-use std::cell::Cell;
-use std::collections::VecDeque;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use branchledger_state::entries::RecordLocation;
-use branchledger_state::{ReadError, StateDelta, StateReader, Table, STATE_VALUE_BYTES_MAX};
+use branchledger_state::entries::{CorrectableEntry, RecordLocation};
+use branchledger_state::{keys, ReadError, StateDelta, StateReader, Table, STATE_VALUE_BYTES_MAX};
 use branchledger_storage::{ChainReader, Column, RocksOptions, RocksStore, StorageError};
+use branchledger_types::codec::encode;
 use branchledger_types::Height;
+use branchledger_types::{RecordBody, SignedRecord};
 use fastbloom::BloomFilter;
 
 use crate::{fail, AuditFailure};
@@ -47,6 +49,12 @@ pub const DIGESTED_TABLES: [Table; 2] = [Table::MemberHistory, Table::RecordsByB
 /// digests them and answers the rules' reads of them from the audited store.
 pub const HINTED_TABLES: [Table; 1] = [Table::RecordLocations];
 
+/// Tables with one entry per correctable record, made from the record itself when it is
+/// committed and rewritten by each correction of it: the fast pass digests them, stores only
+/// the entries a correction rewrote, and makes any other entry a rule reads again from the
+/// record, which it finds in the audited store.
+pub const DERIVED_TABLES: [Table; 1] = [Table::Correctable];
+
 /// Deltas the replay runs ahead of the writer that stores them.
 pub const PENDING_DELTAS: usize = 2;
 
@@ -56,6 +64,51 @@ pub const ID_FILTER_FIRST_CAPACITY: usize = 1 << 16;
 /// False-positive rate of each record-id filter: the share of new records whose duplicate
 /// check still reads the scratch store, per filter.
 pub const ID_FILTER_FALSE_POSITIVE: f64 = 0.002;
+
+/// Entries the replay keeps in memory, read or written, of the tables keyed by member, branch,
+/// meeting or issue (the ones the rules read again and again); when full it starts again
+/// empty.
+pub const READ_CACHE_ENTRIES: usize = 1 << 16;
+
+/// Tables keyed by record id: each entry is read at most a few times, so none is cached.
+fn is_cached(table: Table) -> bool {
+    !is_digested(table) && !HINTED_TABLES.contains(&table) && !DERIVED_TABLES.contains(&table)
+}
+
+/// The latest value (or absence) of recently read or written entries, per table.
+#[derive(Default)]
+struct ReadCache {
+    tables: [HashMap<Vec<u8>, Option<Vec<u8>>>; Table::ALL.len()],
+    entries: usize,
+}
+
+impl ReadCache {
+    fn get(&self, table: Table, key: &[u8]) -> Option<&Option<Vec<u8>>> {
+        self.tables[position(table)].get(key)
+    }
+
+    fn insert(&mut self, table: Table, key: &[u8], value: Option<Vec<u8>>) {
+        if self.entries >= READ_CACHE_ENTRIES {
+            self.tables.iter_mut().for_each(HashMap::clear);
+            self.entries = 0;
+        }
+        if self.tables[position(table)]
+            .insert(key.to_vec(), value)
+            .is_none()
+        {
+            self.entries += 1;
+        }
+    }
+
+    /// Keeps the cached entries of `delta`'s tables up to date (entries not cached stay out).
+    fn update(&mut self, delta: &StateDelta) {
+        for ((table, key), value) in &delta.writes {
+            if let Some(cached) = self.tables[position(*table)].get_mut(key.as_slice()) {
+                cached.clone_from(value);
+            }
+        }
+    }
+}
 
 /// Which tables a [`Replay`] keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,25 +123,44 @@ fn is_digested(table: Table) -> bool {
     DIGESTED_TABLES.contains(&table)
 }
 
-/// Which tables a replay stores in its scratch store (the others it digests), in the order of
-/// [`Table::ALL`].
-#[derive(Clone, Copy, Debug)]
-struct Stored([bool; Table::ALL.len()]);
+/// How a replay holds a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hold {
+    /// Every entry in the scratch store.
+    Stored,
+    /// A digest of the entries; the rules never read them ([`DIGESTED_TABLES`]).
+    Digested,
+    /// A digest; reads answered from the audited store ([`HINTED_TABLES`]).
+    Hinted,
+    /// A digest; the rewritten entries in the scratch store, the others made again from
+    /// their records ([`DERIVED_TABLES`]).
+    Derived,
+}
 
-impl Stored {
-    fn new(keep: Keep, hinted: bool) -> Stored {
-        let mut stored = [true; Table::ALL.len()];
+/// How a replay holds each table, in the order of [`Table::ALL`].
+#[derive(Clone, Copy, Debug)]
+struct Holds([Hold; Table::ALL.len()]);
+
+impl Holds {
+    fn new(keep: Keep, hints: bool) -> Holds {
+        let mut holds = [Hold::Stored; Table::ALL.len()];
         if keep == Keep::Read {
             for table in Table::ALL {
-                if is_digested(*table) || (hinted && HINTED_TABLES.contains(table)) {
-                    stored[position(*table)] = false;
-                }
+                holds[position(*table)] = if is_digested(*table) {
+                    Hold::Digested
+                } else if hints && HINTED_TABLES.contains(table) {
+                    Hold::Hinted
+                } else if hints && DERIVED_TABLES.contains(table) {
+                    Hold::Derived
+                } else {
+                    Hold::Stored
+                };
             }
         }
-        Stored(stored)
+        Holds(holds)
     }
 
-    fn contains(&self, table: Table) -> bool {
+    fn of(&self, table: Table) -> Hold {
         self.0[position(table)]
     }
 }
@@ -114,17 +186,35 @@ pub struct SetDigest {
 impl SetDigest {
     /// Adds one entry of `table`.
     pub fn add(&mut self, secret: &[u8; 32], table: Table, key: &[u8], value: &[u8]) {
+        let hash = Self::hash(secret, table, key, value);
+        for (lane, word) in self.sum.iter_mut().zip(hash) {
+            *lane = lane.wrapping_add(word);
+        }
+        self.count = self.count.wrapping_add(1);
+    }
+
+    /// The keyed hash of one entry, as four words.
+    fn hash(secret: &[u8; 32], table: Table, key: &[u8], value: &[u8]) -> [u64; 4] {
         let mut hasher = blake3::Hasher::new_keyed(secret);
         hasher.update(&[table as u8]);
         hasher.update(&(key.len() as u64).to_le_bytes());
         hasher.update(key);
         hasher.update(value);
         let hash = hasher.finalize();
-        for (lane, bytes) in self.sum.iter_mut().zip(hash.as_bytes().chunks_exact(8)) {
-            let word = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
-            *lane = lane.wrapping_add(word);
+        let mut words = [0u64; 4];
+        for (word, bytes) in words.iter_mut().zip(hash.as_bytes().chunks_exact(8)) {
+            *word = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
         }
-        self.count += 1;
+        words
+    }
+
+    /// Takes back one entry of `table` added before.
+    pub fn remove(&mut self, secret: &[u8; 32], table: Table, key: &[u8], value: &[u8]) {
+        let hash = Self::hash(secret, table, key, value);
+        for (lane, word) in self.sum.iter_mut().zip(hash) {
+            *lane = lane.wrapping_sub(word);
+        }
+        self.count = self.count.wrapping_sub(1);
     }
 
     /// Entries added.
@@ -215,7 +305,7 @@ impl RecordIdFilter {
 pub(crate) struct Replay<'a> {
     store: Arc<RocksStore>,
     keep: Keep,
-    stored: Stored,
+    holds: Holds,
     /// The audited store, which answers reads of the [`HINTED_TABLES`] in the fast pass.
     hints: Option<&'a dyn ChainReader>,
     /// A read was answered from the audited store: a failure of this pass proves nothing.
@@ -233,13 +323,19 @@ pub(crate) struct Replay<'a> {
     /// Deltas handed to the writer and not yet known written, oldest first: reads look in
     /// them before the store.
     pending: VecDeque<Arc<StateDelta>>,
+    /// Recent entries of the tables read again and again, always the latest values.
+    cache: RefCell<ReadCache>,
     writer: Option<Writer>,
     _dir: tempfile::TempDir,
 }
 
+/// A delta for the writer: its height, the delta, and the entries of derived tables it
+/// rewrites (the only ones of those tables stored).
+type Job = (Height, Arc<StateDelta>, BTreeSet<(Table, Vec<u8>)>);
+
 /// The thread that writes deltas into the scratch store while the next block is replayed.
 struct Writer {
-    deltas: SyncSender<(Height, Arc<StateDelta>)>,
+    deltas: SyncSender<Job>,
     written: Receiver<Result<(), AuditFailure>>,
     thread: std::thread::JoinHandle<()>,
 }
@@ -247,24 +343,31 @@ struct Writer {
 impl Writer {
     fn start(
         store: Arc<RocksStore>,
-        stored: Stored,
+        holds: Holds,
         secret: [u8; 32],
         digests: Arc<Mutex<TableDigests>>,
     ) -> Writer {
-        let (deltas, incoming) = sync_channel::<(Height, Arc<StateDelta>)>(PENDING_DELTAS);
+        let (deltas, incoming) = sync_channel::<Job>(PENDING_DELTAS);
         let (done, written) = sync_channel(PENDING_DELTAS + 1);
         let thread = std::thread::spawn(move || {
-            for (height, delta) in incoming {
+            for (height, delta, rewritten) in incoming {
                 {
                     let mut digests = digests.lock().unwrap_or_else(PoisonError::into_inner);
                     for ((table, key), value) in &delta.writes {
-                        if let (false, Some(value)) = (stored.contains(*table), value) {
+                        if let (false, Some(value)) = (holds.of(*table) == Hold::Stored, value) {
                             digests.get_mut(*table).add(&secret, *table, key, value);
                         }
                     }
                 }
+                let stores = |table: Table, key: &[u8]| match holds.of(table) {
+                    Hold::Stored => true,
+                    Hold::Derived => {
+                        !rewritten.is_empty() && rewritten.contains(&(table, key.to_vec()))
+                    }
+                    Hold::Digested | Hold::Hinted => false,
+                };
                 let result = store
-                    .write_scratch_state(&delta, |table| stored.contains(table))
+                    .write_scratch_state(&delta, stores)
                     .map_err(|e| fail(height, None, format!("scratch store for the replay: {e}")));
                 let failed = result.is_err();
                 if done.send(result).is_err() || failed {
@@ -302,12 +405,12 @@ impl<'a> Replay<'a> {
             .map_err(|e| scratch(e.to_string()))?;
         let store = Arc::new(store);
         let digests = Arc::new(Mutex::new(TableDigests::default()));
-        let stored = Stored::new(keep, hints.is_some());
-        let writer = Writer::start(store.clone(), stored, secret, digests.clone());
+        let holds = Holds::new(keep, hints.is_some());
+        let writer = Writer::start(store.clone(), holds, secret, digests.clone());
         Ok(Replay {
             store,
             keep,
-            stored,
+            holds,
             hints: if keep == Keep::Read { hints } else { None },
             hinted: Cell::new(false),
             replaying: 1,
@@ -317,6 +420,7 @@ impl<'a> Replay<'a> {
             read_digested: Cell::new(false),
             deleted_digested: false,
             pending: VecDeque::new(),
+            cache: RefCell::new(ReadCache::default()),
             writer: Some(writer),
             _dir: dir,
         })
@@ -358,24 +462,84 @@ impl<'a> Replay<'a> {
         Ok((location.height < self.replaying).then_some(bytes))
     }
 
+    /// A read of a derived table's entry that no correction rewrote (or none yet): the entry
+    /// the record made when it was committed, if it was committed below the block being
+    /// replayed. The record is found in the audited store (its stored id checked).
+    fn derive(&self, hints: &dyn ChainReader, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        if !self.ids.may_contain(key) {
+            return Ok(None);
+        }
+        let Ok(id) = <[u8; 32]>::try_from(key) else {
+            return Ok(None);
+        };
+        self.hinted.set(true);
+        let stored = hints
+            .record(&branchledger_crypto::Hash(id))
+            .map_err(|e| ReadError(format!("a record of the audited store: {e}")))?;
+        Ok(stored
+            .filter(|stored| stored.height < self.replaying)
+            .filter(|stored| branchledger_state::is_correctable(stored.record.record.body.kind()))
+            .map(|stored| {
+                let record = &stored.record.record;
+                encode(&CorrectableEntry::original(&record.branch_id, &record.body))
+            }))
+    }
+
     /// Applies a block's delta: reads see it at once, the writer stores it meanwhile.
-    pub(crate) fn apply(&mut self, height: Height, delta: StateDelta) -> Result<(), AuditFailure> {
+    /// `records` are the block's, whose replay gave `delta`.
+    pub(crate) fn apply(
+        &mut self,
+        height: Height,
+        records: &[SignedRecord],
+        delta: StateDelta,
+    ) -> Result<(), AuditFailure> {
+        // Only a correction changes a derived entry once made, and only the one it targets:
+        // those entries go to the scratch store, and one made before this block leaves the
+        // digest with its old value. Every other derived entry in the delta is the one its
+        // record made in this block.
+        let mut rewritten = BTreeSet::new();
+        for table in DERIVED_TABLES {
+            if self.holds.of(table) != Hold::Derived {
+                continue;
+            }
+            for record in records {
+                let RecordBody::Correction(correction) = &record.record.body else {
+                    continue;
+                };
+                let key = keys::record_id(&correction.target);
+                if !delta.writes.contains_key(&(table, key.clone())) {
+                    continue;
+                }
+                let before = self
+                    .get(table, &key)
+                    .map_err(|e| fail(height, None, format!("{}: {}", table.name(), e.0)))?;
+                if let Some(before) = before {
+                    self.digests
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .get_mut(table)
+                        .remove(&self.secret, table, &key, &before);
+                }
+                rewritten.insert((table, key));
+            }
+        }
         for ((table, key), value) in &delta.writes {
             if *table == Table::RecordLocations && value.is_some() {
                 self.ids.insert(key);
             }
-            if !self.stored.contains(*table) && value.is_none() {
+            if self.holds.of(*table) != Hold::Stored && value.is_none() {
                 self.deleted_digested = true;
             }
         }
         self.replaying = height + 1;
+        self.cache.get_mut().update(&delta);
         let delta = Arc::new(delta);
         self.pending.push_back(delta.clone());
         let writer = self
             .writer
             .as_ref()
             .expect("the writer runs until the replay is dropped");
-        if writer.deltas.send((height, delta)).is_err() {
+        if writer.deltas.send((height, delta, rewritten)).is_err() {
             // The writer stopped on a failure: it is waiting to be read.
             return self.wait_written(height);
         }
@@ -432,7 +596,7 @@ impl<'a> Replay<'a> {
             .clone();
         let never = AtomicBool::new(false);
         for table in Table::ALL {
-            if self.stored.contains(*table) {
+            if self.holds.of(*table) == Hold::Stored {
                 *digests.get_mut(*table) =
                     digest_table(&*self.store, *table, &self.secret, &never)?;
             }
@@ -453,6 +617,22 @@ impl StateReader for Replay<'_> {
         if table == Table::RecordLocations && !self.ids.may_contain(key) {
             return Ok(None);
         }
+        if is_cached(table) {
+            if let Some(value) = self.cache.borrow().get(table, key) {
+                return Ok(value.clone());
+            }
+            let value = self.read(table, key)?;
+            self.cache.borrow_mut().insert(table, key, value.clone());
+            return Ok(value);
+        }
+        self.read(table, key)
+    }
+}
+
+impl Replay<'_> {
+    /// A read past the cache: the pending deltas, then the scratch store (or, for tables the
+    /// fast pass does not store, the audited one).
+    fn read(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
         if !self.pending.is_empty() {
             let wanted = (table, key.to_vec());
             if let Some(value) = self
@@ -464,8 +644,12 @@ impl StateReader for Replay<'_> {
                 return Ok(value.clone());
             }
         }
-        match self.hints {
-            Some(hints) if !self.stored.contains(table) => self.hint(hints, table, key),
+        match (self.hints, self.holds.of(table)) {
+            (Some(hints), Hold::Hinted) => self.hint(hints, table, key),
+            (Some(hints), Hold::Derived) => match self.store.get(table, key)? {
+                Some(rewritten) => Ok(Some(rewritten)),
+                None => self.derive(hints, key),
+            },
             _ => self.store.get(table, key),
         }
     }
@@ -584,6 +768,12 @@ mod tests {
         }
         assert_eq!(forward, backward);
         assert_eq!(forward.count(), 50);
+        // An entry taken back leaves the digest as it was without it.
+        let mut taken_back = forward;
+        taken_back.add(&secret, Table::Correctable, b"k", b"v1");
+        assert_ne!(taken_back, forward);
+        taken_back.remove(&secret, Table::Correctable, b"k", b"v1");
+        assert_eq!(taken_back, forward);
 
         let digest_of = |entries: &[(Vec<u8>, Vec<u8>)], table: Table| {
             let mut d = SetDigest::default();
@@ -616,6 +806,37 @@ mod tests {
             other_secret.add(&[8u8; 32], Table::MemberHistory, k, v);
         }
         assert_ne!(other_secret, forward);
+    }
+
+    #[test]
+    fn the_read_cache_follows_every_write_and_starts_again_when_full() {
+        let mut cache = ReadCache::default();
+        cache.insert(Table::Members, b"m1", Some(vec![1]));
+        cache.insert(Table::Members, b"m2", None);
+        let mut delta = StateDelta::default();
+        delta.writes.insert((Table::Members, b"m1".to_vec()), None);
+        delta
+            .writes
+            .insert((Table::Members, b"m2".to_vec()), Some(vec![2]));
+        delta
+            .writes
+            .insert((Table::Members, b"m3".to_vec()), Some(vec![3]));
+        cache.update(&delta);
+        assert_eq!(cache.get(Table::Members, b"m1"), Some(&None));
+        assert_eq!(cache.get(Table::Members, b"m2"), Some(&Some(vec![2])));
+        // An entry not cached stays out: the cache holds what was read.
+        assert_eq!(cache.get(Table::Members, b"m3"), None);
+        // The same key of another table is another entry.
+        assert_eq!(cache.get(Table::BranchMembers, b"m2"), None);
+        for i in 0..READ_CACHE_ENTRIES as u32 {
+            cache.insert(Table::BranchMembers, &i.to_be_bytes(), None);
+        }
+        assert!(cache.entries <= READ_CACHE_ENTRIES);
+        assert_eq!(
+            cache.get(Table::Members, b"m2"),
+            None,
+            "started again when full"
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@ use branchledger_crypto::{Hash, Keypair, Signer};
 use branchledger_state::{keys, StateReader, Table};
 use branchledger_storage::{ChainReader, Column, RocksStore};
 use branchledger_types::codec::{decode, encode};
-use branchledger_types::{CommitCertificate, CommitSignature, Genesis, Period, RecordBody};
+use branchledger_types::{
+    CommitCertificate, CommitSignature, Genesis, Period, RecordBody, SignedRecord,
+};
 
 mod support;
 use support::*;
@@ -324,70 +326,114 @@ fn entries_of_digested_and_kept_tables_changed_on_disk_are_named() {
     }
 }
 
-/// The height a correction at [`CORRECTION_HEIGHT`] retracts a record of.
+/// The height of a study session that is corrected, then retracted.
 const TARGET_HEIGHT: u64 = 2;
-const CORRECTION_HEIGHT: u64 = 5;
+/// The heights of its replacement and its retraction.
+const REPLACED_AT: u64 = 4;
+const RETRACTED_AT: u64 = 5;
+/// The height of a study session replaced in its own block, and the height it is retracted.
+const SAME_BLOCK: u64 = 3;
+const SAME_BLOCK_RETRACTED_AT: u64 = 6;
 
-/// The honest chain, with a retraction at `CORRECTION_HEIGHT` of a study session committed at
-/// `TARGET_HEIGHT`, and that session's id.
-fn build_chain_with_a_correction(path: &Path) -> (Genesis, Hash) {
-    let target = records_of(TARGET_HEIGHT)[1].id();
+fn correction(nonce: u64, target: Hash, replacement: Option<RecordBody>) -> SignedRecord {
+    record(
+        nonce,
+        RecordBody::Correction(branchledger_types::record::Correction {
+            target,
+            reason: "entered wrongly".into(),
+            replacement: replacement.map(Box::new),
+        }),
+    )
+}
+
+/// The honest chain with four corrections: a study session committed at `TARGET_HEIGHT` is
+/// replaced at `REPLACED_AT` and retracted at `RETRACTED_AT`; one committed at `SAME_BLOCK`
+/// is replaced in that block and retracted at `SAME_BLOCK_RETRACTED_AT`. Returns the first
+/// session's id.
+fn build_chain_with_corrections(path: &Path) -> (Genesis, Hash) {
+    let session = |height: u64| records_of(height)[1].clone();
+    let replaced = |height: u64| match session(height).record.body {
+        RecordBody::StudySession(mut body) => {
+            body.minutes += 5;
+            RecordBody::StudySession(body)
+        }
+        other => panic!("not a study session: {other:?}"),
+    };
+    let target = session(TARGET_HEIGHT).id();
     let genesis = build_chain_of(path, |height| {
         let mut records = records_of(height);
-        if height == CORRECTION_HEIGHT {
-            records.push(record(
-                height * 10 + 3,
-                RecordBody::Correction(branchledger_types::record::Correction {
-                    target,
-                    reason: "entered twice".into(),
-                    replacement: None,
-                }),
-            ));
+        let nonce = height * 10 + 3;
+        match height {
+            REPLACED_AT => records.push(correction(nonce, target, Some(replaced(TARGET_HEIGHT)))),
+            RETRACTED_AT => records.push(correction(nonce, target, None)),
+            SAME_BLOCK => {
+                let id = session(SAME_BLOCK).id();
+                records.push(correction(nonce, id, Some(replaced(SAME_BLOCK))));
+            }
+            SAME_BLOCK_RETRACTED_AT => {
+                records.push(correction(nonce, session(SAME_BLOCK).id(), None));
+            }
+            _ => {}
         }
         records
     });
     (genesis, target)
 }
 
-/// The fast pass does not store record locations: it answers a correction's read of its
-/// target from the audited store. On an honest chain that answer is the replay's own, and one
-/// pass verifies it. If the stored location is deleted, or claims a later height, the
-/// correction would break a rule; the audit does not report that (the chain is sound) but the
-/// stored entry, at the height that wrote it.
+/// The fast pass stores neither record locations nor the entries of correctable records that
+/// no correction rewrote: it answers a correction's reads of its target from the audited store
+/// (the location, and the record the entry is made from again). On an honest chain those
+/// answers are the replay's own, and one pass verifies it, whether the target was rewritten in
+/// an earlier block, in its own block or not at all. If the stored location is deleted, or
+/// claims a later height, a correction would break a rule; the audit does not report that (the
+/// chain is sound) but the stored entry, at the height that wrote it. A changed entry of a
+/// corrected record is named at the height of its last correction.
 #[test]
-fn a_correction_reads_its_target_from_the_store_and_a_tampered_location_is_named() {
+fn corrections_read_their_targets_from_the_store_and_tampered_entries_are_named() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (genesis, _) = build_chain_with_a_correction(dir.path());
+    let (genesis, _) = build_chain_with_corrections(dir.path());
     let mut seen = Vec::new();
     let store = RocksStore::open(dir.path()).expect("open");
     let report = verify_store(&genesis, &store, |h, r| seen.push((h, r))).expect("honest chain");
-    assert_eq!(report.records, BLOCKS * 3 + 1);
+    assert_eq!(report.records, BLOCKS * 3 + 4);
     assert_eq!(seen.len() as u64, BLOCKS, "one pass: {seen:?}");
     drop(store);
 
-    for case in ["deleted", "later height"] {
+    for (case, table, expected) in [
+        ("location deleted", Table::RecordLocations, TARGET_HEIGHT),
+        (
+            "location moved later",
+            Table::RecordLocations,
+            TARGET_HEIGHT,
+        ),
+        ("entry changed", Table::Correctable, RETRACTED_AT),
+    ] {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (genesis, target) = build_chain_with_a_correction(dir.path());
+        let (genesis, target) = build_chain_with_corrections(dir.path());
         tamper(dir.path(), |db| {
-            let cf = cf(db, Table::RecordLocations.name());
+            let cf = cf(db, table.name());
             let key = keys::record_id(&target);
+            let mut value = db.get_cf(cf, &key).expect("read").expect("stored");
             match case {
-                "deleted" => db.delete_cf(cf, &key).expect("delete"),
-                _ => {
-                    let mut value = db.get_cf(cf, &key).expect("read").expect("stored");
+                "location deleted" => db.delete_cf(cf, &key).expect("delete"),
+                "location moved later" => {
                     // The value starts with the height of the record.
                     assert_eq!(value[..8], TARGET_HEIGHT.to_le_bytes());
                     value[..8].copy_from_slice(&BLOCKS.to_le_bytes());
-                    db.put_cf(cf, key, &value).expect("put");
+                    db.put_cf(cf, &key, &value).expect("put");
+                }
+                _ => {
+                    // The last byte is the retracted flag.
+                    let last = value.len() - 1;
+                    assert_eq!(value[last], 1, "retracted");
+                    value[last] = 0;
+                    db.put_cf(cf, &key, &value).expect("put");
                 }
             }
         });
         let failure = audit(dir.path(), &genesis).expect_err(case);
-        assert_eq!(failure.height, TARGET_HEIGHT, "{case}: {failure}");
-        assert!(
-            failure.rule.contains(Table::RecordLocations.name()),
-            "{case}: {failure}"
-        );
+        assert_eq!(failure.height, expected, "{case}: {failure}");
+        assert!(failure.rule.contains(table.name()), "{case}: {failure}");
         assert_eq!(
             failure.record, None,
             "{case}: no record is to blame: {failure}"

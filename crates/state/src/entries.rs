@@ -249,6 +249,20 @@ pub struct CorrectableEntry {
     pub retracted: bool,
 }
 
+impl CorrectableEntry {
+    /// The entry a correctable record of `branch` makes when it is committed, before any
+    /// correction.
+    pub fn original(branch: &BranchId, body: &RecordBody) -> CorrectableEntry {
+        CorrectableEntry {
+            branch_id: branch.clone(),
+            kind: body.kind(),
+            body: body.clone(),
+            corrections: Vec::new(),
+            retracted: false,
+        }
+    }
+}
+
 /// Where a committed record is ([`Table::RecordLocations`](crate::Table::RecordLocations)).
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct RecordLocation {

@@ -691,13 +691,7 @@ impl<'a> BlockExecutor<'a> {
         self.aggregate(context.branch, body, Sign::Add)?;
         self.put(
             (Table::Correctable, keys::record_id(&context.id)),
-            &CorrectableEntry {
-                branch_id: context.branch.clone(),
-                kind: body.kind(),
-                body: body.clone(),
-                corrections: Vec::new(),
-                retracted: false,
-            },
+            &CorrectableEntry::original(context.branch, body),
         );
         Ok(())
     }

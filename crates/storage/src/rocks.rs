@@ -210,16 +210,20 @@ impl RocksStore {
         })
     }
 
-    /// Writes the entries of a state delta in the tables `keep` accepts, unsynced and without
+    /// Writes the entries of a state delta that `keep` accepts, unsynced and without
     /// the write-ahead log: for a scratch store whose content is rebuilt if lost (the auditor
     /// replays a chain into one). Never use it on a node's store.
     pub fn write_scratch_state(
         &self,
         delta: &StateDelta,
-        keep: impl Fn(Table) -> bool,
+        keep: impl Fn(Table, &[u8]) -> bool,
     ) -> Result<()> {
         let mut batch = WriteBatch::default();
-        for ((table, key), value) in delta.writes.iter().filter(|((table, _), _)| keep(*table)) {
+        for ((table, key), value) in delta
+            .writes
+            .iter()
+            .filter(|((table, key), _)| keep(*table, key))
+        {
             let cf = self.cf(Column::State(*table))?;
             match value {
                 Some(value) => batch.put_cf(cf, key, value),
