@@ -507,9 +507,12 @@ impl<'a> Replay<'a> {
                     continue;
                 };
                 let key = keys::record_id(&correction.target);
-                if !delta.writes.contains_key(&(table, key.clone())) {
+                // A target corrected twice in the block leaves the digest once.
+                let entry = (table, key);
+                if rewritten.contains(&entry) || !delta.writes.contains_key(&entry) {
                     continue;
                 }
+                let (table, key) = entry;
                 let before = self
                     .get(table, &key)
                     .map_err(|e| fail(height, None, format!("{}: {}", table.name(), e.0)))?;

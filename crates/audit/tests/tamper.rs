@@ -360,7 +360,7 @@ fn build_chain_with_corrections(path: &Path) -> (Genesis, Hash) {
         other => panic!("not a study session: {other:?}"),
     };
     let target = session(TARGET_HEIGHT).id();
-    let genesis = build_chain_of(path, |height| {
+    let genesis = build_chain_of(path, BLOCKS, |height| {
         let mut records = records_of(height);
         let nonce = height * 10 + 3;
         match height {
@@ -439,4 +439,68 @@ fn corrections_read_their_targets_from_the_store_and_tampered_entries_are_named(
             "{case}: no record is to blame: {failure}"
         );
     }
+}
+
+/// Blocks of the randomised chain of corrections.
+const RANDOM_BLOCKS: u64 = 40;
+
+/// A chain where random study sessions are replaced and retracted, again and again, in later
+/// blocks, in their own block, several times in one block, and in the blocks just before the
+/// one being replayed: the fast pass verifies it in one pass, so every entry it made again
+/// from a record or read from the store was the replay's own. Replay a failure with
+/// `AUDIT_SEED=<seed>`.
+#[test]
+fn random_corrections_are_verified_in_one_pass() {
+    use rand::{RngExt, SeedableRng};
+    let seed = std::env::var("AUDIT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    println!("seed {seed}: replay with AUDIT_SEED={seed}");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+
+    // Each session that may still be corrected: its id, its current body, corrections so far.
+    let mut open: Vec<(Hash, RecordBody, usize)> = Vec::new();
+    let mut corrections = 0u64;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let genesis = build_chain_of(dir.path(), RANDOM_BLOCKS, |height| {
+        let mut records = records_of(height);
+        open.extend(
+            records[1..]
+                .iter()
+                .map(|r| (r.id(), r.record.body.clone(), 0)),
+        );
+        for n in 0..rng.random_range(0..4u64) {
+            if open.is_empty() {
+                break;
+            }
+            let pick = rng.random_range(0..open.len());
+            let (target, body, done) = &mut open[pick];
+            let nonce = height * 10_000 + 100 + n;
+            if *done + 1 >= branchledger_state::CORRECTIONS_PER_RECORD_MAX || rng.random_bool(0.3) {
+                records.push(correction(nonce, *target, None));
+                open.swap_remove(pick);
+            } else {
+                let RecordBody::StudySession(mut session) = body.clone() else {
+                    unreachable!("only study sessions are corrected");
+                };
+                session.minutes = rng.random_range(1..=180);
+                *body = RecordBody::StudySession(session);
+                *done += 1;
+                records.push(correction(nonce, *target, Some(body.clone())));
+            }
+            corrections += 1;
+        }
+        records
+    });
+    let store = RocksStore::open(dir.path()).expect("open");
+    let mut seen = 0u64;
+    let report = verify_store(&genesis, &store, |_, _| seen += 1)
+        .unwrap_or_else(|e| panic!("seed {seed}: honest chain: {e}"));
+    assert_eq!(
+        report.records,
+        RANDOM_BLOCKS * 3 + corrections,
+        "seed {seed}"
+    );
+    assert_eq!(seen, RANDOM_BLOCKS, "seed {seed}: one pass");
 }

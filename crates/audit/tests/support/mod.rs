@@ -130,18 +130,22 @@ pub fn certify(block: &Block, signers: &[usize]) -> CommitCertificate {
 
 /// Writes an honest chain of `BLOCKS` blocks into a store at `path`.
 pub fn build_chain(path: &Path) -> Genesis {
-    build_chain_of(path, records_of)
+    build_chain_of(path, BLOCKS, records_of)
 }
 
-/// Writes an honest chain of `BLOCKS` blocks, with the records `records(height)` in each.
-pub fn build_chain_of(path: &Path, records: impl Fn(u64) -> Vec<SignedRecord>) -> Genesis {
+/// Writes an honest chain of `blocks` blocks, with the records `records(height)` in each.
+pub fn build_chain_of(
+    path: &Path,
+    blocks: u64,
+    mut records: impl FnMut(u64) -> Vec<SignedRecord>,
+) -> Genesis {
     let genesis = genesis();
     let set = genesis.validator_set();
     let store = RocksStore::open(path).expect("open");
     let mut state = MemState::new();
     let mut prev: Option<BlockHeader> = None;
     let mut digest = Hash::ZERO;
-    for height in 1..=BLOCKS {
+    for height in 1..=blocks {
         let records = records(height);
         let time_ms = T0 + height * 1_000;
         let (delta, next) = apply_block(&state, &genesis, height, time_ms, &records, &digest)
