@@ -14,9 +14,11 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use branchledger_crypto::Signer;
 use branchledger_storage::RocksStore;
-use branchledger_types::record::{DuesPaid, MemberJoined, MemberStatus, StudyForm, StudySession};
+use branchledger_types::record::{
+    Correction, DuesPaid, MemberJoined, MemberStatus, StudyForm, StudySession,
+};
 use branchledger_types::{
-    CommitCertificate, CommitSignature, ConsensusParams, Date, MemberId, Period, Record,
+    BranchId, CommitCertificate, CommitSignature, ConsensusParams, Date, MemberId, Period, Record,
     RecordBody, SignedRecord, Vote, VoteKind,
 };
 use rayon::prelude::*;
@@ -48,7 +50,14 @@ pub struct GenChainArgs {
     /// is written, so the others start empty and catch up by block sync.
     #[arg(long, default_value_t = 1)]
     pub validators: usize,
+    /// Corrections per thousand records of each branch (at most 500): each replaces or
+    /// retracts the branch's record `CORRECTION_LAG` records earlier.
+    #[arg(long, default_value_t = 0)]
+    pub corrections_per_mille: u64,
 }
+
+/// How many of its own records back a generated correction's target is, per branch.
+pub const CORRECTION_LAG: u64 = 12_500;
 
 /// The summary printed at the end.
 #[derive(Debug, serde::Serialize)]
@@ -100,6 +109,65 @@ fn activity(n: u64, b: usize, members: u64, year: u16) -> RecordBody {
     }
 }
 
+/// Whether record `n` (of branch `n % branches`) is a correction, and of which record. A
+/// branch's `s`-th record is one if `s % 1000 < per_mille`; its target, `CORRECTION_LAG`
+/// records back in the branch, then has `s % 1000` in `500..500 + per_mille`, so it is an
+/// activity record, and no record is the target of two.
+fn correction_target(n: u64, branches: u64, joins: u64, per_mille: u64) -> Option<u64> {
+    let target = n.checked_sub(branches * CORRECTION_LAG)?;
+    (target >= joins && (n / branches) % 1000 < per_mille).then_some(target)
+}
+
+/// Record `n` of the generated chain, by `branch` (the `n % branches`-th).
+fn generated(
+    n: u64,
+    args: &GenChainArgs,
+    genesis: &branchledger_types::Genesis,
+    branch: &BranchId,
+    year: u16,
+) -> Record {
+    let branches = args.branches as u64;
+    let joins = branches * args.members_per_branch;
+    let b = (n % branches) as usize;
+    let body = if n < joins {
+        RecordBody::MemberJoined(MemberJoined {
+            member_id: member(b, n / branches),
+            joined_on: Date::new(year, 1, 1),
+            status: MemberStatus::Full,
+            mobile: false,
+            member_key: None,
+        })
+    } else if let Some(target) = correction_target(n, branches, joins, args.corrections_per_mille) {
+        let original = generated(target, args, genesis, branch, year);
+        // Half are replacements (another duration or amount), half retractions.
+        let replacement = n.is_multiple_of(2).then(|| match original.body.clone() {
+            RecordBody::StudySession(mut body) => {
+                body.minutes = body.minutes % 120 + 16;
+                Box::new(RecordBody::StudySession(body))
+            }
+            RecordBody::DuesPaid(mut body) => {
+                body.amount_minor += 500;
+                Box::new(RecordBody::DuesPaid(body))
+            }
+            other => Box::new(other),
+        });
+        RecordBody::Correction(Correction {
+            target: original.id(),
+            reason: "generated correction".into(),
+            replacement,
+        })
+    } else {
+        activity(n, b, args.members_per_branch, year)
+    };
+    Record {
+        chain_id: genesis.chain_id.clone(),
+        branch_id: branch.clone(),
+        created_at_ms: genesis.genesis_time_ms,
+        nonce: n,
+        body,
+    }
+}
+
 /// Writes the chain.
 pub fn run(args: &GenChainArgs) -> Result<()> {
     if args.records == 0
@@ -108,6 +176,12 @@ pub fn run(args: &GenChainArgs) -> Result<()> {
         || args.validators == 0
     {
         bail!("--records, --branches, --members-per-branch and --validators must be at least 1");
+    }
+    if args.corrections_per_mille > 500 {
+        bail!(
+            "--corrections-per-mille is {}, at most 500",
+            args.corrections_per_mille
+        );
     }
     let net = args.out.join("net");
     let genesis = testnet::generate_with(
@@ -137,7 +211,6 @@ pub fn run(args: &GenChainArgs) -> Result<()> {
     // All activity in the year before this one, so no date is in the future.
     let year = Date::from_unix_ms(now_ms()).year - 1;
     let branches = args.branches as u64;
-    let joins = branches * args.members_per_branch;
     let started = Instant::now();
     let mut last_report = started;
     let mut written = 0u64;
@@ -147,26 +220,8 @@ pub fn run(args: &GenChainArgs) -> Result<()> {
         let records: Vec<SignedRecord> = (written..written + count)
             .into_par_iter()
             .map(|n| {
-                let b = (n % branches) as usize;
-                let body = if n < joins {
-                    RecordBody::MemberJoined(MemberJoined {
-                        member_id: member(b, n / branches),
-                        joined_on: Date::new(year, 1, 1),
-                        status: MemberStatus::Full,
-                        mobile: false,
-                        member_key: None,
-                    })
-                } else {
-                    activity(n, b, args.members_per_branch, year)
-                };
-                Record {
-                    chain_id: genesis.chain_id.clone(),
-                    branch_id: branch_keys[b].0.clone(),
-                    created_at_ms: genesis.genesis_time_ms,
-                    nonce: n,
-                    body,
-                }
-                .sign(&branch_keys[b].1)
+                let (branch, key) = &branch_keys[(n % branches) as usize];
+                generated(n, args, &genesis, branch, year).sign(key)
             })
             .collect();
         let height = ledger.next_height()?;
@@ -231,4 +286,36 @@ pub fn run(args: &GenChainArgs) -> Result<()> {
     };
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_correction_targets_an_earlier_activity_record_of_its_branch() {
+        for (branches, per_mille) in [(4u64, 1u64), (3, 10), (5, 500)] {
+            let joins = branches * 50;
+            let mut corrections = 0;
+            for n in 0..joins + branches * CORRECTION_LAG * 3 {
+                let Some(target) = correction_target(n, branches, joins, per_mille) else {
+                    continue;
+                };
+                corrections += 1;
+                assert!(target >= joins, "{n}: the target is not a join");
+                assert_eq!(target % branches, n % branches, "{n}: same branch");
+                assert_eq!(
+                    correction_target(target, branches, joins, per_mille),
+                    None,
+                    "{n}: the target {target} is not itself a correction"
+                );
+            }
+            assert!(corrections > 0, "{branches} branches, {per_mille}‰");
+        }
+        assert_eq!(
+            correction_target(1_000_000, 4, 200, 0),
+            None,
+            "none by default"
+        );
+    }
 }
