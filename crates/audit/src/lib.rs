@@ -191,7 +191,7 @@ fn fast_pass(
     genesis: &Genesis,
     store: &(impl ChainReader + Sync),
     scratch_parent: Option<&std::path::Path>,
-    secret: [u8; 32],
+    secret: replay::DigestKey,
     progress: &mut impl FnMut(Height, u64),
 ) -> Result<Pass, AuditFailure> {
     let tip = store.tip().map_err(|e| storage_failure(0, e))?;
@@ -231,7 +231,7 @@ fn exact_pass(
     genesis: &Genesis,
     store: &(impl ChainReader + Sync),
     scratch_parent: Option<&std::path::Path>,
-    secret: [u8; 32],
+    secret: replay::DigestKey,
     progress: &mut impl FnMut(Height, u64),
 ) -> Result<AuditReport, AuditFailure> {
     let tip = store.tip().map_err(|e| storage_failure(0, e))?;

@@ -35,6 +35,8 @@ use branchledger_types::codec::encode;
 use branchledger_types::Height;
 use branchledger_types::{RecordBody, SignedRecord};
 use fastbloom::BloomFilter;
+use siphasher::sip128::{Hasher128, SipHasher24};
+use std::hash::Hasher;
 
 use crate::{fail, AuditFailure};
 
@@ -172,20 +174,26 @@ fn position(table: Table) -> usize {
         .expect("every table is in Table::ALL")
 }
 
+/// The key of the table digests: 128 bits, drawn at random for each audit.
+pub type DigestKey = [u8; 16];
+
 /// A keyed multiset hash of a table's entries: the sum, lane by lane modulo 2^64, of the
-/// keyed BLAKE3 hash of each entry, and their number. Order-free, so the entries of a replay
-/// (in commit order) and of a stored table (in key order) can be summed as they come. The key
-/// is drawn at random for each audit, after the data exists: whoever wrote the data could
-/// not choose entries whose hashes cancel.
+/// SipHash-2-4 (128-bit output) of each entry under a secret key, and their number.
+/// Order-free, so the entries of a replay (in commit order) and of a stored table (in key
+/// order) can be summed as they come. SipHash is a pseudorandom function of its 128-bit key,
+/// and the key is drawn at random for each audit, after the data exists: whoever wrote the
+/// data cannot choose entries whose hashes cancel. It hashes the short entries of the state
+/// tables in about a third of the time keyed BLAKE3 takes (one compression per 64 bytes, none
+/// of them batched).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SetDigest {
-    sum: [u64; 4],
+    sum: [u64; 2],
     count: u64,
 }
 
 impl SetDigest {
     /// Adds one entry of `table`.
-    pub fn add(&mut self, secret: &[u8; 32], table: Table, key: &[u8], value: &[u8]) {
+    pub fn add(&mut self, secret: &DigestKey, table: Table, key: &[u8], value: &[u8]) {
         let hash = Self::hash(secret, table, key, value);
         for (lane, word) in self.sum.iter_mut().zip(hash) {
             *lane = lane.wrapping_add(word);
@@ -193,23 +201,20 @@ impl SetDigest {
         self.count = self.count.wrapping_add(1);
     }
 
-    /// The keyed hash of one entry, as four words.
-    fn hash(secret: &[u8; 32], table: Table, key: &[u8], value: &[u8]) -> [u64; 4] {
-        let mut hasher = blake3::Hasher::new_keyed(secret);
-        hasher.update(&[table as u8]);
-        hasher.update(&(key.len() as u64).to_le_bytes());
-        hasher.update(key);
-        hasher.update(value);
-        let hash = hasher.finalize();
-        let mut words = [0u64; 4];
-        for (word, bytes) in words.iter_mut().zip(hash.as_bytes().chunks_exact(8)) {
-            *word = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
-        }
-        words
+    /// The keyed hash of one entry, as two words: SipHash-2-4-128 of
+    /// `table ‖ u64 LE key length ‖ key ‖ value`.
+    fn hash(secret: &DigestKey, table: Table, key: &[u8], value: &[u8]) -> [u64; 2] {
+        let mut hasher = SipHasher24::new_with_key(secret);
+        hasher.write(&[table as u8]);
+        hasher.write(&(key.len() as u64).to_le_bytes());
+        hasher.write(key);
+        hasher.write(value);
+        let hash = hasher.finish128();
+        [hash.h1, hash.h2]
     }
 
     /// Takes back one entry of `table` added before.
-    pub fn remove(&mut self, secret: &[u8; 32], table: Table, key: &[u8], value: &[u8]) {
+    pub fn remove(&mut self, secret: &DigestKey, table: Table, key: &[u8], value: &[u8]) {
         let hash = Self::hash(secret, table, key, value);
         for (lane, word) in self.sum.iter_mut().zip(hash) {
             *lane = lane.wrapping_sub(word);
@@ -239,8 +244,8 @@ impl TableDigests {
 }
 
 /// A new random key for the digests of one audit.
-pub(crate) fn digest_secret() -> Result<[u8; 32], AuditFailure> {
-    let mut secret = [0u8; 32];
+pub(crate) fn digest_secret() -> Result<DigestKey, AuditFailure> {
+    let mut secret: DigestKey = [0u8; 16];
     getrandom::fill(&mut secret)
         .map_err(|e| fail(0, None, format!("no random key for the table digests: {e}")))?;
     Ok(secret)
@@ -315,7 +320,7 @@ pub(crate) struct Replay<'a> {
     ids: RecordIdFilter,
     /// Digests of the entries of the tables not kept (fast pass), kept by the writer.
     digests: Arc<Mutex<TableDigests>>,
-    secret: [u8; 32],
+    secret: DigestKey,
     /// A digested table the state rules tried to read: the fast pass cannot go on.
     read_digested: Cell<bool>,
     /// A deletion in a digested table: a digest cannot take an entry back.
@@ -344,7 +349,7 @@ impl Writer {
     fn start(
         store: Arc<RocksStore>,
         holds: Holds,
-        secret: [u8; 32],
+        secret: DigestKey,
         digests: Arc<Mutex<TableDigests>>,
     ) -> Writer {
         let (deltas, incoming) = sync_channel::<Job>(PENDING_DELTAS);
@@ -391,7 +396,7 @@ impl<'a> Replay<'a> {
         parent: Option<&std::path::Path>,
         keep: Keep,
         hints: Option<&'a dyn ChainReader>,
-        secret: [u8; 32],
+        secret: DigestKey,
     ) -> Result<Replay<'a>, AuditFailure> {
         let scratch = |e: String| fail(0, None, format!("scratch store for the replay: {e}"));
         let mut builder = tempfile::Builder::new();
@@ -726,7 +731,7 @@ impl<'a, R: ChainReader + ?Sized> Entries<'a, R> {
 pub(crate) fn digest_table<R: ChainReader + ?Sized>(
     reader: &R,
     table: Table,
-    secret: &[u8; 32],
+    secret: &DigestKey,
     cancel: &AtomicBool,
 ) -> Result<SetDigest, (Table, StorageError)> {
     let mut digest = SetDigest::default();
@@ -742,7 +747,7 @@ pub(crate) fn digest_table<R: ChainReader + ?Sized>(
 /// The digests of every state table of `reader`.
 pub(crate) fn digest_tables<R: ChainReader + ?Sized>(
     reader: &R,
-    secret: &[u8; 32],
+    secret: &DigestKey,
     cancel: &AtomicBool,
 ) -> Result<TableDigests, (Table, StorageError)> {
     let mut digests = TableDigests::default();
@@ -758,7 +763,7 @@ mod tests {
 
     #[test]
     fn a_set_digest_is_order_free_and_sees_every_change() {
-        let secret = [7u8; 32];
+        let secret = [7u8; 16];
         let entries: Vec<(Vec<u8>, Vec<u8>)> =
             (0u8..50).map(|i| (vec![i, 1], vec![i; 3])).collect();
         let mut forward = SetDigest::default();
@@ -806,7 +811,7 @@ mod tests {
         );
         let mut other_secret = SetDigest::default();
         for (k, v) in &entries {
-            other_secret.add(&[8u8; 32], Table::MemberHistory, k, v);
+            other_secret.add(&[8u8; 16], Table::MemberHistory, k, v);
         }
         assert_ne!(other_secret, forward);
     }
