@@ -24,6 +24,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::Hasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -36,7 +37,6 @@ use branchledger_types::Height;
 use branchledger_types::{RecordBody, SignedRecord};
 use fastbloom::BloomFilter;
 use siphasher::sip128::{Hasher128, SipHasher24};
-use std::hash::Hasher;
 
 use crate::{fail, AuditFailure};
 
@@ -72,7 +72,8 @@ pub const ID_FILTER_FALSE_POSITIVE: f64 = 0.002;
 /// empty.
 pub const READ_CACHE_ENTRIES: usize = 1 << 16;
 
-/// Tables keyed by record id: each entry is read at most a few times, so none is cached.
+/// Whether the replay caches a table's entries: not those keyed by record id, whose entries
+/// are each read at most a few times (nor the digested ones, never read).
 fn is_cached(table: Table) -> bool {
     !is_digested(table) && !HINTED_TABLES.contains(&table) && !DERIVED_TABLES.contains(&table)
 }
@@ -309,7 +310,6 @@ impl RecordIdFilter {
 /// The replayed state: a scratch store in a temporary directory, removed when dropped.
 pub(crate) struct Replay<'a> {
     store: Arc<RocksStore>,
-    keep: Keep,
     holds: Holds,
     /// The audited store, which answers reads of the [`HINTED_TABLES`] in the fast pass.
     hints: Option<&'a dyn ChainReader>,
@@ -414,9 +414,8 @@ impl<'a> Replay<'a> {
         let writer = Writer::start(store.clone(), holds, secret, digests.clone());
         Ok(Replay {
             store,
-            keep,
             holds,
-            hints: if keep == Keep::Read { hints } else { None },
+            hints,
             hinted: Cell::new(false),
             replaying: 1,
             ids: RecordIdFilter::new(),
@@ -511,24 +510,22 @@ impl<'a> Replay<'a> {
                 let RecordBody::Correction(correction) = &record.record.body else {
                     continue;
                 };
-                let key = keys::record_id(&correction.target);
+                let entry = (table, keys::record_id(&correction.target));
                 // A target corrected twice in the block leaves the digest once.
-                let entry = (table, key);
                 if rewritten.contains(&entry) || !delta.writes.contains_key(&entry) {
                     continue;
                 }
-                let (table, key) = entry;
                 let before = self
-                    .get(table, &key)
+                    .get(table, &entry.1)
                     .map_err(|e| fail(height, None, format!("{}: {}", table.name(), e.0)))?;
                 if let Some(before) = before {
                     self.digests
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .get_mut(table)
-                        .remove(&self.secret, table, &key, &before);
+                        .remove(&self.secret, table, &entry.1, &before);
                 }
-                rewritten.insert((table, key));
+                rewritten.insert(entry);
             }
         }
         for ((table, key), value) in &delta.writes {
@@ -615,7 +612,7 @@ impl<'a> Replay<'a> {
 
 impl StateReader for Replay<'_> {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
-        if self.keep == Keep::Read && is_digested(table) {
+        if self.holds.of(table) == Hold::Digested {
             self.read_digested.set(true);
             return Err(ReadError(format!(
                 "the fast pass of the audit keeps no entries of {}",
