@@ -86,6 +86,9 @@ pub struct MempoolConfig {
 pub struct StorageConfig {
     /// RocksDB block cache, bytes.
     pub block_cache_bytes: usize,
+    /// State entries (keyed by member, branch, meeting or issue) kept in memory in front of
+    /// RocksDB; 0 keeps none.
+    pub state_cache_entries: usize,
 }
 
 /// Log format.
@@ -163,6 +166,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             block_cache_bytes: branchledger_storage::BLOCK_CACHE_BYTES_DEFAULT,
+            state_cache_entries: branchledger_storage::STATE_CACHE_ENTRIES_DEFAULT,
         }
     }
 }

@@ -116,7 +116,7 @@ pub struct Driver {
     /// Blocks proposed for undecided heights, by id.
     blocks: HashMap<Hash, Block>,
     /// Deltas of blocks checked (or built) here, by id.
-    deltas: HashMap<Hash, StateDelta>,
+    deltas: HashMap<Hash, (StateDelta, Vec<Hash>)>,
     /// Blocks the core asked to validate that have not arrived yet.
     awaiting: BTreeMap<(Height, Hash), Round>,
     /// A request to propose, held while idle.
@@ -596,15 +596,16 @@ impl Driver {
                     self.highest_seen = self.highest_seen.max(height);
                     return Ok(());
                 };
-                let delta = match self.deltas.remove(&block_id) {
-                    Some(delta) => delta,
+                // The ids were computed once, when the block was built or checked here.
+                let (delta, record_ids) = match self.deltas.remove(&block_id) {
+                    Some(checked) => checked,
                     None => self.ledger.state_delta(&block)?,
                 };
-                let record_ids: Vec<Hash> = block.records.iter().map(SignedRecord::id).collect();
                 let recheck = may_invalidate_any(&block);
                 let time_ms = block.header.time_ms;
                 let round = certificate.round;
-                self.ledger.commit(block, certificate, &delta)?;
+                self.ledger
+                    .commit(block, certificate, &delta, &record_ids)?;
                 self.committed.push(Committed {
                     height,
                     record_ids: record_ids.clone(),
@@ -725,7 +726,7 @@ impl Driver {
         }
         self.mempool.drop_refused(&built.refused);
         self.dropped.extend(built.refused.iter().cloned());
-        self.deltas.insert(block_id, built.delta);
+        self.deltas.insert(block_id, (built.delta, built.ids));
         self.blocks.insert(block_id, built.block);
         self.queue.push_back(Input::ProposeValue {
             height,
@@ -759,8 +760,8 @@ impl Driver {
             .ledger
             .check_proposed(block, round, now_ms, |r, id| mempool.is_verified(r, id))
         {
-            Ok(delta) => {
-                self.deltas.insert(block_id, delta);
+            Ok(checked) => {
+                self.deltas.insert(block_id, checked);
                 true
             }
             Err(error) => {

@@ -51,6 +51,8 @@ pub struct BuiltBlock {
     pub block: Block,
     /// The state delta it makes.
     pub delta: StateDelta,
+    /// The ids of its records, in order.
+    pub ids: Vec<Hash>,
     /// Candidates the state rules refused, with the reasons.
     pub refused: Vec<(Hash, String)>,
 }
@@ -174,6 +176,7 @@ impl Ledger {
         Ok(BuiltBlock {
             block: Block { header, records },
             delta,
+            ids,
             refused,
         })
     }
@@ -181,14 +184,15 @@ impl Ledger {
     /// Checks a block proposed in `round` before prevoting it: header link, proposer, time not
     /// beyond `now_ms` plus the allowed drift, size, records root, the records' rules and
     /// signatures (skipping those `is_verified` says were verified already), and that applying
-    /// the records gives the header's state digest. Returns the delta to write if it is decided.
+    /// the records gives the header's state digest. Returns the delta to write if it is
+    /// decided, and the record ids.
     pub fn check_proposed(
         &self,
         block: &Block,
         round: Round,
         now_ms: u64,
         is_verified: impl Fn(&SignedRecord, &Hash) -> bool,
-    ) -> Result<StateDelta, LedgerError> {
+    ) -> Result<(StateDelta, Vec<Hash>), LedgerError> {
         let header = &block.header;
         let height = header.height;
         let invalid = |error| LedgerError::Invalid { height, error };
@@ -213,17 +217,16 @@ impl Ledger {
             .collect();
         branchledger_verifier::check_records(&self.genesis, &unverified)
             .map_err(|error| invalid(VerificationError::BadRecords { height, error }))?;
-        self.apply_records_with_ids(block, &ids)
+        let delta = self.apply_records_with_ids(block, &ids)?;
+        Ok((delta, ids))
     }
 
-    /// Applies a block's records to the committed state and checks the digest.
-    pub fn state_delta(&self, block: &Block) -> Result<StateDelta, LedgerError> {
-        self.apply_records(block)
-    }
-
-    fn apply_records(&self, block: &Block) -> Result<StateDelta, LedgerError> {
+    /// Applies a block's records to the committed state and checks the digest; returns the
+    /// delta and the record ids.
+    pub fn state_delta(&self, block: &Block) -> Result<(StateDelta, Vec<Hash>), LedgerError> {
         let ids: Vec<Hash> = block.records.iter().map(SignedRecord::id).collect();
-        self.apply_records_with_ids(block, &ids)
+        let delta = self.apply_records_with_ids(block, &ids)?;
+        Ok((delta, ids))
     }
 
     /// `ids` are the block's record ids, in order.
@@ -262,12 +265,15 @@ impl Ledger {
         Ok(delta)
     }
 
-    /// Stores a decided block with its certificate, after checking the certificate.
+    /// Stores a decided block with its certificate, after checking the certificate. `ids` are
+    /// the block's record ids, as [`Ledger::check_proposed`] or [`Ledger::build_block`] gave
+    /// them.
     pub fn commit(
         &self,
         block: Block,
         certificate: CommitCertificate,
         delta: &StateDelta,
+        ids: &[Hash],
     ) -> Result<Tip, LedgerError> {
         let height = block.header.height;
         branchledger_verifier::verify_commit(
@@ -282,7 +288,7 @@ impl Ledger {
             commit: certificate,
         };
         let started = std::time::Instant::now();
-        let tip = self.store.commit_block(&committed, delta)?;
+        let tip = self.store.commit_block_with_ids(&committed, delta, ids)?;
         let took = started.elapsed();
         if took >= SLOW_COMMIT_WRITE {
             // Every vote of the next height waits for this write: an operator seeing heights
@@ -302,10 +308,14 @@ impl Ledger {
     pub fn apply_synced(&self, committed: CommittedBlock) -> Result<Tip, LedgerError> {
         let height = committed.block.header.height;
         let prev = self.tip_header()?;
-        branchledger_verifier::verify_committed_block(&self.genesis, prev.as_ref(), &committed)
-            .map_err(|error| LedgerError::Invalid { height, error })?;
-        let delta = self.apply_records(&committed.block)?;
-        Ok(self.store.commit_block(&committed, &delta)?)
+        let ids = branchledger_verifier::verify_committed_block_ids(
+            &self.genesis,
+            prev.as_ref(),
+            &committed,
+        )
+        .map_err(|error| LedgerError::Invalid { height, error })?;
+        let delta = self.apply_records_with_ids(&committed.block, &ids)?;
+        Ok(self.store.commit_block_with_ids(&committed, &delta, &ids)?)
     }
 }
 
@@ -458,14 +468,15 @@ mod tests {
         assert_eq!(built.refused.len(), 1);
         assert!(built.refused[0].1.contains("m9"), "{:?}", built.refused);
         // Another validator checks the proposal against its own (equal) state.
-        let delta = b
+        let (delta, ids) = b
             .check_proposed(&built.block, 0, T0 + 1_000, |_, _| false)
             .expect("valid proposal");
         assert_eq!(delta, built.delta);
+        assert_eq!(ids, built.ids);
         // Too few signatures: refused; a quorum: stored.
         let weak = certify(&net, &built.block, &[0, 1]);
         assert!(matches!(
-            a.commit(built.block.clone(), weak, &built.delta),
+            a.commit(built.block.clone(), weak, &built.delta, &built.ids),
             Err(LedgerError::Invalid { .. })
         ));
         let tip = a
@@ -473,6 +484,7 @@ mod tests {
                 built.block.clone(),
                 certify(&net, &built.block, &[0, 1, 3]),
                 &built.delta,
+                &built.ids,
             )
             .expect("commit");
         assert_eq!(tip.height, 1);

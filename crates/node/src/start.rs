@@ -111,6 +111,7 @@ pub fn run(args: StartArgs) -> Result<()> {
         &home.data_dir().join("store"),
         &RocksOptions {
             block_cache_bytes: config.storage.block_cache_bytes,
+            state_cache_entries: config.storage.state_cache_entries,
             ..RocksOptions::default()
         },
     )?);

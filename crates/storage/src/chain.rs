@@ -343,7 +343,21 @@ pub trait ChainWriter: ChainReader {
     /// Refuses a block whose height is not tip + 1, whose `prev_block_id` is not the tip's id,
     /// whose commit certificate is for another height or block, whose records do not match
     /// its header's count and Merkle root, or that holds a record already stored.
-    fn commit_block(&self, block: &CommittedBlock, delta: &StateDelta) -> Result<Tip>;
+    fn commit_block(&self, block: &CommittedBlock, delta: &StateDelta) -> Result<Tip> {
+        let ids: Vec<Hash> = block.block.records.iter().map(|r| r.id()).collect();
+        self.commit_block_with_ids(block, delta, &ids)
+    }
+
+    /// [`ChainWriter::commit_block`] for a caller that has the block's record ids already
+    /// (it computed them when it checked the block): `ids` must be those of the block's
+    /// records, in order. They are checked against the header's count and Merkle root, not
+    /// hashed again from the records.
+    fn commit_block_with_ids(
+        &self,
+        block: &CommittedBlock,
+        delta: &StateDelta,
+        ids: &[Hash],
+    ) -> Result<Tip>;
 }
 
 /// One write of a batch: a put (`Some`) or a delete (`None`).
@@ -361,6 +375,7 @@ pub(crate) fn plan_commit<R: ChainReader + ?Sized>(
     reader: &R,
     committed: &CommittedBlock,
     delta: &StateDelta,
+    ids: &[Hash],
 ) -> Result<(Vec<Op>, Tip)> {
     let header = &committed.block.header;
     let records = &committed.block.records;
@@ -408,7 +423,9 @@ pub(crate) fn plan_commit<R: ChainReader + ?Sized>(
             ),
         });
     }
-    if usize::try_from(header.record_count).ok() != Some(records.len()) {
+    if usize::try_from(header.record_count).ok() != Some(records.len())
+        || ids.len() != records.len()
+    {
         return Err(StorageError::RecordsMismatch {
             height,
             reason: format!(
@@ -418,8 +435,7 @@ pub(crate) fn plan_commit<R: ChainReader + ?Sized>(
             ),
         });
     }
-    let ids: Vec<Hash> = records.iter().map(|r| r.id()).collect();
-    if merkle::root(&ids) != header.records_root {
+    if merkle::root(ids) != header.records_root {
         return Err(StorageError::RecordsMismatch {
             height,
             reason: "Merkle root of the record ids is not the header's records_root".to_owned(),
@@ -429,7 +445,7 @@ pub(crate) fn plan_commit<R: ChainReader + ?Sized>(
     // points at the first copy.
     let mut seen = BTreeSet::new();
     let locations = Column::State(Table::RecordLocations);
-    for id in &ids {
+    for id in ids {
         if !seen.insert(*id) || reader.get_raw(locations, &keys::record_id(id))?.is_some() {
             return Err(StorageError::DuplicateRecord { height, id: *id });
         }

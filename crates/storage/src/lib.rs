@@ -24,5 +24,8 @@ pub mod tables;
 pub use chain::{ChainReader, ChainWriter, IndexEntry, Page, SCAN_LIMIT_MAX};
 pub use error::{Result, StorageError};
 pub use mem::MemStore;
-pub use rocks::{RocksOptions, RocksStore, BLOCK_CACHE_BYTES_DEFAULT, MAX_OPEN_FILES_DEFAULT};
+pub use rocks::{
+    RocksOptions, RocksStore, BLOCK_CACHE_BYTES_DEFAULT, MAX_OPEN_FILES_DEFAULT,
+    STATE_CACHE_ENTRIES_DEFAULT,
+};
 pub use tables::{record_key, ChainTable, Column, StoredRecord, Tip, SCHEMA_VERSION};

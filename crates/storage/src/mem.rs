@@ -5,7 +5,7 @@ use std::ops::Bound;
 use std::sync::{Mutex, PoisonError, RwLock};
 
 use branchledger_state::{ReadError, StateDelta, StateReader, Table};
-use branchledger_types::CommittedBlock;
+use branchledger_types::{CommittedBlock, Hash};
 
 use crate::chain::{plan_commit, ChainReader, ChainWriter};
 use crate::error::Result;
@@ -62,12 +62,17 @@ impl ChainReader for MemStore {
 }
 
 impl ChainWriter for MemStore {
-    fn commit_block(&self, block: &CommittedBlock, delta: &StateDelta) -> Result<Tip> {
+    fn commit_block_with_ids(
+        &self,
+        block: &CommittedBlock,
+        delta: &StateDelta,
+        ids: &[Hash],
+    ) -> Result<Tip> {
         let _guard = self
             .write_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let (ops, tip) = plan_commit(self, block, delta)?;
+        let (ops, tip) = plan_commit(self, block, delta, ids)?;
         // Applied under one write lock, so readers see the whole block or none of it.
         let mut tables = self.tables.write().unwrap_or_else(PoisonError::into_inner);
         for op in ops {

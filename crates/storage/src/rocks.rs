@@ -1,11 +1,12 @@
 //! The RocksDB backend: one column family per table.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use branchledger_state::{ReadError, StateDelta, StateReader, Table};
 use branchledger_types::codec::{decode, encode};
-use branchledger_types::CommittedBlock;
+use branchledger_types::{CommittedBlock, Hash};
 use rocksdb::{
     BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor,
     DBCompressionType, Options, WriteBatch, WriteOptions, DB,
@@ -32,6 +33,90 @@ pub const BLOOM_BITS_PER_KEY: f64 = 10.0;
 /// Size of one partition of a file's index and filter, bytes: what a point read loads of them.
 pub const METADATA_BLOCK_BYTES: usize = 4 * 1024;
 
+/// Default bound on the state entries a node's store keeps decoded in memory (see
+/// [`RocksOptions::state_cache_entries`]): about 10 MB of short keys and values.
+pub const STATE_CACHE_ENTRIES_DEFAULT: usize = 1 << 16;
+
+/// Whether the state cache holds a table's entries: the ones keyed by member, branch, meeting
+/// or issue, which the rules read for record after record. Not those keyed by record id or
+/// by a record's position: each of those is read at most a few times.
+fn is_cached(table: Table) -> bool {
+    !matches!(
+        table,
+        Table::MemberHistory
+            | Table::RecordsByBranchKindPeriod
+            | Table::Correctable
+            | Table::RecordLocations
+    )
+}
+
+/// The latest committed value (or absence) of recently read state entries.
+///
+/// Kept true to the store by its one writer path, [`ChainWriter::commit_block`]: after the
+/// synced write, every cached entry the block changed takes its new value. A read that
+/// misses goes to RocksDB and fills the entry only if no commit began or ended meanwhile
+/// (`commits` and `writing`), so a value read just before a commit is never kept after it.
+#[derive(Default)]
+struct StateCache {
+    tables: [HashMap<Vec<u8>, Option<Vec<u8>>>; Table::ALL.len()],
+    entries: usize,
+    capacity: usize,
+    /// Commits finished since the store was opened.
+    commits: u64,
+    /// A commit's batch is being written.
+    writing: bool,
+}
+
+impl StateCache {
+    fn with_capacity(capacity: usize) -> StateCache {
+        StateCache {
+            capacity,
+            ..StateCache::default()
+        }
+    }
+
+    fn slot(table: Table) -> usize {
+        Table::ALL
+            .iter()
+            .position(|t| *t == table)
+            .expect("every table is in Table::ALL")
+    }
+
+    fn get(&self, table: Table, key: &[u8]) -> Option<&Option<Vec<u8>>> {
+        self.tables[Self::slot(table)].get(key)
+    }
+
+    /// Keeps a value read from RocksDB at `commits`, unless a commit moved on since.
+    fn fill(&mut self, table: Table, key: &[u8], value: &Option<Vec<u8>>, commits: u64) {
+        if self.writing || self.commits != commits {
+            return;
+        }
+        if self.entries >= self.capacity {
+            // Starting again empty keeps the bound without the bookkeeping of an LRU; the
+            // entries in use come back within a block or two.
+            self.tables.iter_mut().for_each(HashMap::clear);
+            self.entries = 0;
+        }
+        if self.tables[Self::slot(table)]
+            .insert(key.to_vec(), value.clone())
+            .is_none()
+        {
+            self.entries += 1;
+        }
+    }
+
+    /// A commit's writes are now on disk: cached entries take their new values.
+    fn committed(&mut self, delta: &StateDelta) {
+        for ((table, key), value) in &delta.writes {
+            if let Some(cached) = self.tables[Self::slot(*table)].get_mut(key.as_slice()) {
+                cached.clone_from(value);
+            }
+        }
+        self.writing = false;
+        self.commits += 1;
+    }
+}
+
 /// How to open a [`RocksStore`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RocksOptions {
@@ -48,6 +133,11 @@ pub struct RocksOptions {
     /// Whether files are compacted in the background. A scratch store, written once and read
     /// once, skips it: its files stay in level 0 and writes never stall on their number.
     pub compact: bool,
+    /// Most state entries (of the tables keyed by member, branch, meeting or issue) kept in
+    /// memory in front of RocksDB; 0 keeps none. The state rules read the same few entries
+    /// for record after record, at admission and again when a block is built or checked, and
+    /// a RocksDB point read costs several times a hash-map lookup.
+    pub state_cache_entries: usize,
 }
 
 impl Default for RocksOptions {
@@ -58,6 +148,7 @@ impl Default for RocksOptions {
             write_buffers_bytes: WRITE_BUFFERS_BYTES_DEFAULT,
             compress: true,
             compact: true,
+            state_cache_entries: STATE_CACHE_ENTRIES_DEFAULT,
         }
     }
 }
@@ -70,6 +161,8 @@ impl RocksOptions {
         RocksOptions {
             compress: false,
             compact: false,
+            // The audit keeps its own cache, in front of its pending deltas.
+            state_cache_entries: 0,
             ..RocksOptions::default()
         }
     }
@@ -84,6 +177,8 @@ pub struct RocksStore {
     write_lock: Mutex<()>,
     /// Where the store lives, for messages.
     path: PathBuf,
+    /// State entries kept in memory, if [`RocksOptions::state_cache_entries`] is not 0.
+    state_cache: Option<Mutex<StateCache>>,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -162,6 +257,8 @@ impl RocksStore {
             db,
             write_lock: Mutex::new(()),
             path: path.to_owned(),
+            state_cache: (options.state_cache_entries > 0)
+                .then(|| Mutex::new(StateCache::with_capacity(options.state_cache_entries))),
         };
         store.check_schema()?;
         Ok(store)
@@ -232,9 +329,20 @@ impl RocksStore {
         }
         let mut write_options = WriteOptions::default();
         write_options.disable_wal(true);
-        self.db
+        if let Some(mut cache) = self.lock_state_cache() {
+            // A scratch store normally has no cache; if it has one, it starts again.
+            cache.writing = true;
+        }
+        let written = self
+            .db
             .write_opt(batch, &write_options)
-            .map_err(|e| StorageError::Backend(e.to_string()))
+            .map_err(|e| StorageError::Backend(e.to_string()));
+        if let Some(mut cache) = self.lock_state_cache() {
+            let commits = cache.commits + 1;
+            *cache = StateCache::with_capacity(cache.capacity);
+            cache.commits = commits;
+        }
+        written
     }
 
     fn write_synced(&self, batch: WriteBatch) -> Result<()> {
@@ -248,7 +356,36 @@ impl RocksStore {
     }
 }
 
+impl RocksStore {
+    fn lock_state_cache(&self) -> Option<MutexGuard<'_, StateCache>> {
+        // Like the write lock, a poisoned cache lock is safe to take: every change to the
+        // cache is whole before the lock is released.
+        self.state_cache
+            .as_ref()
+            .map(|cache| cache.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
 impl ChainReader for RocksStore {
+    fn state_value(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let column = Column::State(table);
+        if !is_cached(table) {
+            return self.get_raw(column, key);
+        }
+        let commits = match self.lock_state_cache() {
+            None => return self.get_raw(column, key),
+            Some(cache) => match cache.get(table, key) {
+                Some(value) => return Ok(value.clone()),
+                None => cache.commits,
+            },
+        };
+        let value = self.get_raw(column, key)?;
+        if let Some(mut cache) = self.lock_state_cache() {
+            cache.fill(table, key, &value, commits);
+        }
+        Ok(value)
+    }
+
     fn get_raw(&self, column: Column, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.db
             .get_cf(self.cf(column)?, key)
@@ -304,14 +441,19 @@ impl ChainReader for RocksStore {
 }
 
 impl ChainWriter for RocksStore {
-    fn commit_block(&self, block: &CommittedBlock, delta: &StateDelta) -> Result<Tip> {
+    fn commit_block_with_ids(
+        &self,
+        block: &CommittedBlock,
+        delta: &StateDelta,
+        ids: &[Hash],
+    ) -> Result<Tip> {
         // The lock guards no data, only the order of writers, so a poisoned lock is safe to
         // take: the store itself only ever changes by whole batches.
         let _guard = self
             .write_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let (ops, tip) = plan_commit(self, block, delta)?;
+        let (ops, tip) = plan_commit(self, block, delta, ids)?;
         let mut batch = WriteBatch::default();
         for op in ops {
             let cf = self.cf(op.column)?;
@@ -320,7 +462,21 @@ impl ChainWriter for RocksStore {
                 None => batch.delete_cf(cf, op.key),
             }
         }
-        self.write_synced(batch)?;
+        if let Some(mut cache) = self.lock_state_cache() {
+            cache.writing = true;
+        }
+        let written = self.write_synced(batch);
+        if let Some(mut cache) = self.lock_state_cache() {
+            if written.is_ok() {
+                cache.committed(delta);
+            } else {
+                // Whatever RocksDB kept of a failed write, nothing cached may outlive it.
+                let commits = cache.commits + 1;
+                *cache = StateCache::with_capacity(cache.capacity);
+                cache.commits = commits;
+            }
+        }
+        written?;
         Ok(tip)
     }
 }
@@ -329,5 +485,53 @@ impl StateReader for RocksStore {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
         self.state_value(table, key)
             .map_err(|e| ReadError(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_read_across_a_commit_is_not_kept() {
+        let mut cache = StateCache::with_capacity(8);
+        let before = cache.commits;
+        // Read from RocksDB before a commit, kept after it: stale, so refused.
+        cache.writing = true;
+        cache.fill(Table::Members, b"m", &Some(vec![1]), before);
+        assert_eq!(cache.get(Table::Members, b"m"), None);
+        cache.committed(&StateDelta::default());
+        cache.fill(Table::Members, b"m", &Some(vec![1]), before);
+        assert_eq!(cache.get(Table::Members, b"m"), None);
+        // Read and kept between commits: kept, and the next commit's write replaces it.
+        cache.fill(Table::Members, b"m", &Some(vec![1]), cache.commits);
+        assert_eq!(cache.get(Table::Members, b"m"), Some(&Some(vec![1])));
+        let mut delta = StateDelta::default();
+        delta.writes.insert((Table::Members, b"m".to_vec()), None);
+        delta
+            .writes
+            .insert((Table::Members, b"n".to_vec()), Some(vec![2]));
+        cache.committed(&delta);
+        assert_eq!(cache.get(Table::Members, b"m"), Some(&None));
+        // An entry never read stays out: the cache holds what was read.
+        assert_eq!(cache.get(Table::Members, b"n"), None);
+    }
+
+    #[test]
+    fn the_cache_never_holds_more_than_its_capacity() {
+        let mut cache = StateCache::with_capacity(3);
+        for i in 0..10u8 {
+            cache.fill(Table::BranchStats, &[i], &None, cache.commits);
+            assert!(cache.entries <= 3);
+            assert_eq!(cache.get(Table::BranchStats, &[i]), Some(&None));
+        }
+    }
+
+    #[test]
+    fn tables_keyed_by_record_are_not_cached() {
+        assert!(!is_cached(Table::RecordLocations));
+        assert!(!is_cached(Table::Correctable));
+        assert!(is_cached(Table::Members));
+        assert!(is_cached(Table::StudyByMember));
     }
 }

@@ -502,3 +502,46 @@ fn state_reader_sees_deletes_and_missing_keys() {
         None
     );
 }
+
+/// The node's store keeps hot state entries in memory: every read must still give what the
+/// last commit left, including an absence read before the commit that wrote the key and a
+/// value read before the commit that deleted it, with a cache big enough for everything and
+/// one so small it starts again on nearly every read.
+#[test]
+fn the_state_cache_gives_what_the_last_commit_left() {
+    for capacity in [branchledger_storage::STATE_CACHE_ENTRIES_DEFAULT, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open_with(
+            dir.path(),
+            &branchledger_storage::RocksOptions {
+                state_cache_entries: capacity,
+                ..branchledger_storage::RocksOptions::default()
+            },
+        )
+        .unwrap();
+        let read = |table, key: &[u8]| StateReader::get(&store, table, key).unwrap();
+        let mut tip = None;
+        for height in 1..=6 {
+            // Read (and so cache) what this block is about to change.
+            let next_issue = support::issue_key(height);
+            assert_eq!(
+                read(Table::Issues, &next_issue),
+                None,
+                "capacity {capacity}"
+            );
+            let (block, delta) = block_after(tip, 2);
+            tip = Some(store.commit_block(&block, &delta).unwrap());
+            for _ in 0..2 {
+                assert_eq!(
+                    read(Table::BranchStats, BRANCH.as_bytes()),
+                    Some(encode(&height)),
+                    "capacity {capacity}, height {height}"
+                );
+                assert_eq!(read(Table::Issues, &next_issue), Some(encode(&height)));
+                if height > 1 {
+                    assert_eq!(read(Table::Issues, &support::issue_key(height - 1)), None);
+                }
+            }
+        }
+    }
+}

@@ -263,7 +263,7 @@ pub fn run(args: &GenChainArgs) -> Result<()> {
             block_id,
             signatures,
         };
-        ledger.commit(built.block, certificate, &built.delta)?;
+        ledger.commit(built.block, certificate, &built.delta, &built.ids)?;
         written += count;
         if last_report.elapsed().as_secs() >= 5 {
             last_report = Instant::now();
