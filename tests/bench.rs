@@ -50,6 +50,11 @@ fn a_short_cluster_benchmark_loses_nothing_and_reports_its_ceiling() {
         step["committed"].as_u64().expect("committed") > 0,
         "{report}"
     );
+    // What the validators spent per record was measured.
+    assert!(
+        step["node_cpu_us_per_record"].as_f64().expect("node CPU") > 0.0,
+        "{report}"
+    );
     // The run at half the rate, with a query load on one node meanwhile.
     assert_eq!(report["half"]["lost"], 0, "{report}");
     let queries = report["queries_during_half"].as_array().expect("queries");

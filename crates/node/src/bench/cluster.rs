@@ -77,20 +77,45 @@ pub struct ClusterReport {
     /// `cores × batch rate / validators`.
     pub ceiling_records_per_second: f64,
     /// Every offered rate, in order.
-    pub steps: Vec<LoadReport>,
+    pub steps: Vec<StepReport>,
     /// The best committed records/s of any step without loss.
     pub best_committed_per_second: f64,
     /// `best / ceiling`.
     pub ratio_to_ceiling: f64,
     /// The run at half the best rate.
-    pub half: Option<LoadReport>,
+    pub half: Option<StepReport>,
     /// The run at half the best rate again, with the query load meanwhile.
-    pub half_with_queries: Option<LoadReport>,
+    pub half_with_queries: Option<StepReport>,
     /// The query load against node 1 during `half_with_queries`: per query kind, queries/s and
     /// latency (`branchd bench query`'s report).
     pub queries_during_half: Option<serde_json::Value>,
     /// Each node's peak resident memory, bytes (VmHWM).
     pub node_peak_rss_bytes: Vec<u64>,
+}
+
+/// One offered rate: the load generator's report and what the validators spent on it.
+#[derive(Debug, serde::Serialize)]
+pub struct StepReport {
+    /// The load generator's report.
+    #[serde(flatten)]
+    pub load: LoadReport,
+    /// CPU time the validator processes used, all together, from the load generator's start
+    /// to its report (the window and the wait for the last commits), seconds.
+    pub node_cpu_seconds: f64,
+    /// `node_cpu_seconds` per committed record and per validator, µs: what one node spends on
+    /// one record, to set against one core's batch-verification time per signature
+    /// (`1e6 / batch_verify_per_core`). Less noisy than the committed rate when the machine's
+    /// load moves, so it is the figure to compare two builds by.
+    pub node_cpu_us_per_record: f64,
+}
+
+/// CPU time a process has run so far, nanoseconds (`/proc/PID/schedstat`, all its threads);
+/// 0 if it cannot be read.
+pub fn cpu_ns(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|stat| stat.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Peak resident memory of a process, bytes.
@@ -225,8 +250,11 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
 
     let exe = std::env::current_exe().context("finding the branchd binary")?;
     let mut nonce_base = 1_000_000_000u64;
-    let mut load = |rate: u64| -> Result<LoadReport> {
+    let pids = network.pids();
+    let nodes_cpu_ns = || pids.iter().copied().map(cpu_ns).sum::<u64>();
+    let mut load = |rate: u64| -> Result<StepReport> {
         runtime.block_on(drained(&network.apis))?;
+        let cpu_before = nodes_cpu_ns();
         eprintln!("bench: offering {rate} records/s for {} s", args.seconds);
         let output = Command::new(&exe)
             .args(["bench", "load", "--net"])
@@ -246,17 +274,28 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
                 String::from_utf8_lossy(&output.stderr)
             );
         }
+        let node_cpu_seconds = nodes_cpu_ns().saturating_sub(cpu_before) as f64 / 1e9;
         let report: LoadReport = serde_json::from_slice(&output.stdout)
             .context("reading the load generator's report")?;
+        let node_cpu_us_per_record = if report.committed == 0 {
+            0.0
+        } else {
+            node_cpu_seconds * 1e6 / report.committed as f64 / args.validators as f64
+        };
         eprintln!(
-            "bench:   committed {:.0}/s, lost {}, full {}, p50 {:.0} ms, p99 {:.0} ms",
+            "bench:   committed {:.0}/s, lost {}, full {}, p50 {:.0} ms, p99 {:.0} ms, {:.1} µs of node CPU per record and node",
             report.committed_per_second,
             report.lost,
             report.refused_full,
             report.p50_ms,
-            report.p99_ms
+            report.p99_ms,
+            node_cpu_us_per_record
         );
-        Ok(report)
+        Ok(StepReport {
+            load: report,
+            node_cpu_seconds,
+            node_cpu_us_per_record,
+        })
     };
     let rates = if args.rates.is_empty() {
         RATES_DEFAULT.to_vec()
@@ -266,7 +305,7 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
     let mut steps = Vec::new();
     for rate in rates {
         let report = load(rate)?;
-        let stop = saturated(&report);
+        let stop = saturated(&report.load);
         steps.push(report);
         if stop {
             break;
@@ -274,8 +313,8 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
     }
     let best = steps
         .iter()
-        .filter(|s| s.lost == 0)
-        .map(|s| s.committed_per_second)
+        .filter(|s| s.load.lost == 0)
+        .map(|s| s.load.committed_per_second)
         .fold(0.0, f64::max);
     let (half, half_with_queries, queries_during_half) = if args.no_half || best < 2.0 {
         (None, None, None)
