@@ -31,11 +31,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use branchledger_state::entries::{CorrectableEntry, RecordLocation};
 use branchledger_state::{keys, ReadError, StateDelta, StateReader, Table, STATE_VALUE_BYTES_MAX};
-use branchledger_storage::{ChainReader, Column, RocksOptions, RocksStore, StorageError};
+use branchledger_storage::{
+    ChainReader, Column, RecordIdFilter, RocksOptions, RocksStore, StorageError,
+};
 use branchledger_types::codec::encode;
 use branchledger_types::Height;
 use branchledger_types::{RecordBody, SignedRecord};
-use fastbloom::BloomFilter;
 use siphasher::sip128::{Hasher128, SipHasher24};
 
 use crate::{fail, AuditFailure};
@@ -59,13 +60,6 @@ pub const DERIVED_TABLES: [Table; 1] = [Table::Correctable];
 
 /// Deltas the replay runs ahead of the writer that stores them.
 pub const PENDING_DELTAS: usize = 2;
-
-/// Record ids the first Bloom filter is sized for; each further one holds twice as many as
-/// the one before, so the number of filters grows with the logarithm of the chain.
-pub const ID_FILTER_FIRST_CAPACITY: usize = 1 << 16;
-/// False-positive rate of each record-id filter: the share of new records whose duplicate
-/// check still reads the scratch store, per filter.
-pub const ID_FILTER_FALSE_POSITIVE: f64 = 0.002;
 
 /// Entries the replay keeps in memory, read or written, of the tables keyed by member, branch,
 /// meeting or issue (the ones the rules read again and again); when full it starts again
@@ -250,61 +244,6 @@ pub(crate) fn digest_secret() -> Result<DigestKey, AuditFailure> {
     getrandom::fill(&mut secret)
         .map_err(|e| fail(0, None, format!("no random key for the table digests: {e}")))?;
     Ok(secret)
-}
-
-/// A growing set of Bloom filters over record ids (never a false "absent").
-struct RecordIdFilter {
-    filters: Vec<BloomFilter>,
-    /// Ids in the last filter.
-    in_last: usize,
-    /// What the last filter is sized for.
-    last_capacity: usize,
-}
-
-impl RecordIdFilter {
-    fn new() -> Self {
-        RecordIdFilter {
-            filters: vec![Self::filter(ID_FILTER_FIRST_CAPACITY)],
-            in_last: 0,
-            last_capacity: ID_FILTER_FIRST_CAPACITY,
-        }
-    }
-
-    fn filter(capacity: usize) -> BloomFilter {
-        BloomFilter::with_false_pos(ID_FILTER_FALSE_POSITIVE).expected_items(capacity)
-    }
-
-    /// A record id is a BLAKE3 hash: its first eight bytes serve as the filter's hash. A key
-    /// of another length is hashed.
-    fn hash(key: &[u8]) -> u64 {
-        match key.get(..8) {
-            Some(head) if key.len() == 32 => u64::from_le_bytes(head.try_into().expect("8 bytes")),
-            _ => u64::from_le_bytes(
-                blake3::hash(key).as_bytes()[..8]
-                    .try_into()
-                    .expect("8 bytes"),
-            ),
-        }
-    }
-
-    fn insert(&mut self, key: &[u8]) {
-        if self.in_last == self.last_capacity {
-            self.last_capacity *= 2;
-            self.filters.push(Self::filter(self.last_capacity));
-            self.in_last = 0;
-        }
-        let hash = Self::hash(key);
-        self.filters
-            .last_mut()
-            .expect("at least one filter")
-            .insert_hash(hash);
-        self.in_last += 1;
-    }
-
-    fn may_contain(&self, key: &[u8]) -> bool {
-        let hash = Self::hash(key);
-        self.filters.iter().any(|f| f.contains_hash(hash))
-    }
 }
 
 /// The replayed state: a scratch store in a temporary directory, removed when dropped.
@@ -842,26 +781,5 @@ mod tests {
             None,
             "started again when full"
         );
-    }
-
-    #[test]
-    fn the_record_id_filter_never_forgets_an_id_as_it_grows() {
-        let mut filter = RecordIdFilter::new();
-        let ids: Vec<[u8; 32]> = (0u32..(3 * ID_FILTER_FIRST_CAPACITY as u32))
-            .map(|i| *blake3::hash(&i.to_le_bytes()).as_bytes())
-            .collect();
-        for id in &ids {
-            filter.insert(id);
-        }
-        assert!(filter.filters.len() >= 2, "the filter grew");
-        assert!(ids.iter().all(|id| filter.may_contain(id)));
-        let absent = (0u32..10_000)
-            .map(|i| *blake3::hash(&(u32::MAX - i).to_le_bytes()).as_bytes())
-            .filter(|id| filter.may_contain(id))
-            .count();
-        assert!(absent < 200, "{absent} of 10 000 absent ids look present");
-        // Keys that are not 32 bytes long are hashed, not cut.
-        filter.insert(b"short");
-        assert!(filter.may_contain(b"short"));
     }
 }

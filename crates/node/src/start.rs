@@ -112,6 +112,7 @@ pub fn run(args: StartArgs) -> Result<()> {
         &RocksOptions {
             block_cache_bytes: config.storage.block_cache_bytes,
             state_cache_entries: config.storage.state_cache_entries,
+            record_id_filter: true,
             ..RocksOptions::default()
         },
     )?);

@@ -17,12 +17,14 @@
 
 pub mod chain;
 pub mod error;
+pub mod filter;
 pub mod mem;
 pub mod rocks;
 pub mod tables;
 
 pub use chain::{ChainReader, ChainWriter, IndexEntry, Page, SCAN_LIMIT_MAX};
 pub use error::{Result, StorageError};
+pub use filter::{RecordIdFilter, ID_FILTER_FALSE_POSITIVE, ID_FILTER_FIRST_CAPACITY};
 pub use mem::MemStore;
 pub use rocks::{
     RocksOptions, RocksStore, BLOCK_CACHE_BYTES_DEFAULT, MAX_OPEN_FILES_DEFAULT,

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
 use branchledger_state::{ReadError, StateDelta, StateReader, Table};
 use branchledger_types::codec::{decode, encode};
@@ -14,7 +14,11 @@ use rocksdb::{
 
 use crate::chain::{plan_commit, ChainReader, ChainWriter};
 use crate::error::{Result, StorageError};
+use crate::filter::RecordIdFilter;
 use crate::tables::{ChainTable, Column, Tip, META_SCHEMA_VERSION, META_TIP, SCHEMA_VERSION};
+
+/// The table whose reads the record-id filter answers.
+const LOCATIONS: Column = Column::State(Table::RecordLocations);
 
 /// Default size of the block cache shared by all column families, in bytes.
 pub const BLOCK_CACHE_BYTES_DEFAULT: usize = 64 * 1024 * 1024;
@@ -138,6 +142,13 @@ pub struct RocksOptions {
     /// for record after record, at admission and again when a block is built or checked, and
     /// a RocksDB point read costs several times a hash-map lookup.
     pub state_cache_entries: usize,
+    /// Whether a Bloom filter of every record id on the chain ([`RecordIdFilter`]) answers the
+    /// reads of [`Table::RecordLocations`] for ids that are not there, the usual answer of the
+    /// duplicate check that every new record passes at admission, when its block is checked
+    /// and when it is stored. It is filled by reading the whole table at open (about 0.5 s per
+    /// 2 million records on a 2-core machine) and costs about 1.6 bytes per record of memory. A node's store has
+    /// it; a store opened for one command (an audit, an export) need not.
+    pub record_id_filter: bool,
 }
 
 impl Default for RocksOptions {
@@ -149,6 +160,7 @@ impl Default for RocksOptions {
             compress: true,
             compact: true,
             state_cache_entries: STATE_CACHE_ENTRIES_DEFAULT,
+            record_id_filter: false,
         }
     }
 }
@@ -179,6 +191,10 @@ pub struct RocksStore {
     path: PathBuf,
     /// State entries kept in memory, if [`RocksOptions::state_cache_entries`] is not 0.
     state_cache: Option<Mutex<StateCache>>,
+    /// Every key of [`Table::RecordLocations`] ever written, if
+    /// [`RocksOptions::record_id_filter`]. A key is added before the batch that writes it, so
+    /// a reader never finds a stored id "absent".
+    record_ids: Option<RwLock<RecordIdFilter>>,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -253,14 +269,23 @@ impl RocksStore {
             .collect();
         let db = DB::open_cf_descriptors(&db_options, path, descriptors)
             .map_err(|e| open_error(e.to_string()))?;
-        let store = RocksStore {
+        let mut store = RocksStore {
             db,
             write_lock: Mutex::new(()),
             path: path.to_owned(),
             state_cache: (options.state_cache_entries > 0)
                 .then(|| Mutex::new(StateCache::with_capacity(options.state_cache_entries))),
+            record_ids: None,
         };
         store.check_schema()?;
+        if options.record_id_filter {
+            let mut filter = RecordIdFilter::new();
+            store.visit_raw(LOCATIONS, &mut |key, _| {
+                filter.insert(key);
+                true
+            })?;
+            store.record_ids = Some(RwLock::new(filter));
+        }
         Ok(store)
     }
 
@@ -316,6 +341,7 @@ impl RocksStore {
         keep: impl Fn(Table, &[u8]) -> bool,
     ) -> Result<()> {
         let mut batch = WriteBatch::default();
+        self.note_record_ids(delta);
         for ((table, key), value) in delta
             .writes
             .iter()
@@ -357,6 +383,18 @@ impl RocksStore {
 }
 
 impl RocksStore {
+    /// Adds the record ids a delta locates to the filter, before they are written.
+    fn note_record_ids(&self, delta: &StateDelta) {
+        if let Some(filter) = &self.record_ids {
+            let mut filter = filter.write().unwrap_or_else(PoisonError::into_inner);
+            for ((table, key), value) in &delta.writes {
+                if *table == Table::RecordLocations && value.is_some() {
+                    filter.insert(key);
+                }
+            }
+        }
+    }
+
     fn lock_state_cache(&self) -> Option<MutexGuard<'_, StateCache>> {
         // Like the write lock, a poisoned cache lock is safe to take: every change to the
         // cache is whole before the lock is released.
@@ -387,6 +425,16 @@ impl ChainReader for RocksStore {
     }
 
     fn get_raw(&self, column: Column, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if column == LOCATIONS {
+            if let Some(filter) = &self.record_ids {
+                // A poisoned lock is safe to take: an insert is whole or not made, and a key
+                // not yet inserted has not been written either.
+                let filter = filter.read().unwrap_or_else(PoisonError::into_inner);
+                if !filter.may_contain(key) {
+                    return Ok(None);
+                }
+            }
+        }
         self.db
             .get_cf(self.cf(column)?, key)
             .map_err(|e| StorageError::Backend(e.to_string()))
@@ -454,6 +502,7 @@ impl ChainWriter for RocksStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let (ops, tip) = plan_commit(self, block, delta, ids)?;
+        self.note_record_ids(delta);
         let mut batch = WriteBatch::default();
         for op in ops {
             let cf = self.cf(op.column)?;

@@ -21,6 +21,18 @@ fn open(dir: &Path) -> RocksStore {
     RocksStore::open(dir).unwrap()
 }
 
+/// Opened as a node opens its store: with the record-id filter.
+fn open_filtered(dir: &Path) -> RocksStore {
+    RocksStore::open_with(
+        dir,
+        &branchledger_storage::RocksOptions {
+            record_id_filter: true,
+            ..branchledger_storage::RocksOptions::default()
+        },
+    )
+    .unwrap()
+}
+
 fn reads_back_what_was_committed<S: ChainWriter + StateReader>(store: &S) {
     assert_eq!(store.tip().unwrap(), None);
     assert_eq!(store.header(1).unwrap(), None);
@@ -76,6 +88,8 @@ fn reads_back_what_was_committed<S: ChainWriter + StateReader>(store: &S) {
 fn rocks_reads_back_what_was_committed() {
     let dir = tempfile::tempdir().unwrap();
     reads_back_what_was_committed(&open(dir.path()));
+    let dir = tempfile::tempdir().unwrap();
+    reads_back_what_was_committed(&open_filtered(dir.path()));
 }
 
 #[test]
@@ -170,6 +184,44 @@ fn refuses_blocks_that_do_not_fit<S: ChainWriter>(store: &S) {
 fn rocks_refuses_blocks_that_do_not_fit() {
     let dir = tempfile::tempdir().unwrap();
     refuses_blocks_that_do_not_fit(&open(dir.path()));
+    // The filter must not let a stored record in again.
+    let dir = tempfile::tempdir().unwrap();
+    refuses_blocks_that_do_not_fit(&open_filtered(dir.path()));
+}
+
+#[test]
+fn the_record_id_filter_is_filled_from_the_store_when_it_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocks = commit_blocks(&open(dir.path()), 3, 4);
+    // Written without the filter, reopened with it: every record is still found by id, and a
+    // block repeating one is still refused.
+    let store = open_filtered(dir.path());
+    for block in &blocks {
+        for record in &block.block.records {
+            assert!(store.record(&record.id()).unwrap().is_some());
+            assert!(StateReader::get(
+                &store,
+                Table::RecordLocations,
+                &keys::record_id(&record.id())
+            )
+            .unwrap()
+            .is_some());
+        }
+    }
+    assert_eq!(store.record(&Hash::of(b"nothing")).unwrap(), None);
+    assert_eq!(check_whole_blocks(&store, 4), 3);
+    // Committed through the filter: found at once, and again after a reopen.
+    let more = commit_blocks(&store, 1, 4);
+    let found = |store: &RocksStore| {
+        more[0]
+            .block
+            .records
+            .iter()
+            .all(|record| store.record(&record.id()).unwrap().is_some())
+    };
+    assert!(found(&store));
+    drop(store);
+    assert!(found(&open_filtered(dir.path())));
 }
 
 #[test]
