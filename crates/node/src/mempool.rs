@@ -134,12 +134,20 @@ impl Mempool {
 
     /// Admits a batch of records: stateless rules and signatures (one batch), duplicates
     /// against the pool and the chain, and the bounds. Returns one result per record, in order.
+    ///
+    /// Back-pressure comes before the work: the records of a batch beyond the pool's free room
+    /// (in records) when the batch arrives are refused as [`AdmitError::Full`] without their
+    /// signatures being checked, so a node under more load than it can commit does not spend
+    /// its CPU verifying what it must refuse anyway.
     pub fn admit(
         &mut self,
         genesis: &Genesis,
         committed: &(impl StateReader + ?Sized),
-        records: Vec<SignedRecord>,
+        mut records: Vec<SignedRecord>,
     ) -> Vec<Result<Hash, AdmitError>> {
+        let room = self.limits.records_max.saturating_sub(self.entries.len());
+        let beyond_room = records.len().saturating_sub(room);
+        records.truncate(records.len() - beyond_room);
         let ids: Vec<Hash> = records.iter().map(SignedRecord::id).collect();
         let mut verdicts: Vec<Result<(), AdmitError>> = vec![Ok(()); records.len()];
         if let Err(error) = branchledger_verifier::check_records(genesis, &records) {
@@ -147,10 +155,15 @@ impl Mempool {
                 verdicts[index] = Err(AdmitError::Invalid(record_id, reason.to_string()));
             }
         }
-        let mut results = Vec::with_capacity(records.len());
+        let mut results = Vec::with_capacity(records.len() + beyond_room);
         for ((record, id), verdict) in records.into_iter().zip(ids).zip(verdicts) {
             results.push(verdict.and_then(|()| self.insert(committed, record, id)));
         }
+        let full = AdmitError::Full {
+            records: self.entries.len(),
+            bytes: self.bytes,
+        };
+        results.extend(std::iter::repeat_n(Err(full), beyond_room));
         results
     }
 
@@ -466,6 +479,47 @@ mod tests {
         assert!(
             matches!(results[2], Err(AdmitError::Full { .. })),
             "{results:?}"
+        );
+    }
+
+    #[test]
+    fn records_beyond_the_free_room_are_refused_before_their_signatures_are_checked() {
+        let genesis = genesis();
+        let state = MemState::new();
+        let mut pool = Mempool::new(MempoolLimits {
+            records_max: 3,
+            bytes_max: usize::MAX,
+            dropped_max: 10,
+        });
+        let mut bad = study("m1", 10);
+        bad.signature.0[0] ^= 1;
+        // Room for three: the first three are checked (two admitted, one refused as
+        // invalid), the fourth refused as full, its bad signature not even looked at.
+        let results = pool.admit(
+            &genesis,
+            &state,
+            vec![study("m1", 1), bad.clone(), study("m1", 2), bad.clone()],
+        );
+        assert!(
+            results[0].is_ok()
+                && matches!(results[1], Err(AdmitError::Invalid(..)))
+                && results[2].is_ok(),
+            "{results:?}"
+        );
+        assert!(
+            matches!(results[3], Err(AdmitError::Full { records: 2, .. })),
+            "{results:?}"
+        );
+        assert_eq!(results.len(), 4);
+        assert_eq!(pool.len(), 2);
+        // Room for one more, then none: a bad record is refused as full, not as invalid.
+        assert!(pool.admit(&genesis, &state, vec![study("m1", 3)])[0].is_ok());
+        assert!(
+            matches!(
+                pool.admit(&genesis, &state, vec![bad])[0],
+                Err(AdmitError::Full { records: 3, .. })
+            ),
+            "a full pool checks nothing"
         );
     }
 
