@@ -452,15 +452,20 @@ mod tests {
         assert_eq!(pool.len(), 1);
     }
 
+    /// A pool bounded by record count only.
+    fn pool_of(records_max: usize) -> Mempool {
+        Mempool::new(MempoolLimits {
+            records_max,
+            bytes_max: usize::MAX,
+            dropped_max: 10,
+        })
+    }
+
     #[test]
     fn full_pool_gives_back_pressure_not_growth() {
         let genesis = genesis();
         let state = MemState::new();
-        let mut pool = Mempool::new(MempoolLimits {
-            records_max: 3,
-            bytes_max: usize::MAX,
-            dropped_max: 10,
-        });
+        let mut pool = pool_of(3);
         let records: Vec<SignedRecord> = (0..5).map(|i| study("m1", i)).collect();
         let results = pool.admit(&genesis, &state, records);
         assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3);
@@ -486,11 +491,7 @@ mod tests {
     fn records_beyond_the_free_room_are_refused_before_their_signatures_are_checked() {
         let genesis = genesis();
         let state = MemState::new();
-        let mut pool = Mempool::new(MempoolLimits {
-            records_max: 3,
-            bytes_max: usize::MAX,
-            dropped_max: 10,
-        });
+        let mut pool = pool_of(3);
         let mut bad = study("m1", 10);
         bad.signature.0[0] ^= 1;
         // Room for three: the first three are checked (two admitted, one refused as
