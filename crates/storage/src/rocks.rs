@@ -146,8 +146,8 @@ pub struct RocksOptions {
     /// reads of [`Table::RecordLocations`] for ids that are not there, the usual answer of the
     /// duplicate check that every new record passes at admission, when its block is checked
     /// and when it is stored. It is filled by reading the whole table at open (about 0.5 s per
-    /// 2 million records on a 2-core machine) and costs about 1.6 bytes per record of memory. A node's store has
-    /// it; a store opened for one command (an audit, an export) need not.
+    /// 2 million records on a 2-core machine) and costs about 1.6 bytes per record of memory.
+    /// A node's store has it; a store opened for one command (an audit, an export) need not.
     pub record_id_filter: bool,
 }
 
