@@ -132,6 +132,38 @@ fn process_ticks(stat: &str) -> Option<u64> {
     Some(user + system)
 }
 
+/// Busy and total time of all of the host's cores so far, in clock ticks (`/proc/stat`);
+/// `(0, 0)` if it cannot be read.
+pub fn host_cpu_ticks() -> (u64, u64) {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|stat| host_ticks(&stat))
+        .unwrap_or((0, 0))
+}
+
+/// Busy and total ticks from the text of `/proc/stat`: its first line sums every core; idle
+/// and iowait (the fourth and fifth numbers) count as not busy.
+fn host_ticks(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let total: u64 = fields.iter().sum();
+    let idle = fields.get(3)? + fields.get(4)?;
+    Some((total.saturating_sub(idle), total))
+}
+
+/// Cores kept busy on average between two [`host_cpu_ticks`] readings.
+pub fn busy_cores(before: (u64, u64), after: (u64, u64), cores: usize) -> f64 {
+    let total = after.1.saturating_sub(before.1);
+    if total == 0 {
+        return 0.0;
+    }
+    after.0.saturating_sub(before.0) as f64 / total as f64 * cores as f64
+}
+
 /// Peak resident memory of a process, bytes.
 pub fn peak_rss(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -406,6 +438,16 @@ mod tests {
                     1234 56 0 0 20 0 9 0 100 1000 10 18446744073709551615";
         assert_eq!(process_ticks(stat), Some(1234 + 56));
         assert_eq!(process_ticks("4242 (branchd) S 1"), None);
+    }
+
+    #[test]
+    fn host_ticks_count_idle_and_iowait_as_not_busy() {
+        let stat = "cpu  100 5 45 800 50 0 0 0 0 0\ncpu0 50 2 20 400 25 0 0 0 0 0\n";
+        assert_eq!(host_ticks(stat), Some((150, 1_000)));
+        assert_eq!(host_ticks("intr 1 2 3"), None);
+        // Half the ticks busy on two cores: one core busy on average.
+        assert_eq!(busy_cores((100, 1_000), (600, 2_000), 2), 1.0);
+        assert_eq!(busy_cores((100, 1_000), (100, 1_000), 2), 0.0);
     }
 
     #[test]

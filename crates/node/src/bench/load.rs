@@ -99,35 +99,6 @@ pub struct LoadReport {
     pub host_busy_cores: f64,
 }
 
-/// Busy and total time of all of the host's cores so far, in clock ticks (`/proc/stat`'s
-/// first line; idle and iowait count as not busy); `(0, 0)` if it cannot be read.
-pub fn host_cpu_ticks() -> (u64, u64) {
-    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
-        return (0, 0);
-    };
-    let Some(line) = stat.lines().next() else {
-        return (0, 0);
-    };
-    let fields: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    let total: u64 = fields.iter().sum();
-    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
-    (total.saturating_sub(idle), total)
-}
-
-/// Cores kept busy on average between two [`host_cpu_ticks`] readings.
-pub fn busy_cores(before: (u64, u64), after: (u64, u64), cores: usize) -> f64 {
-    let total = after.1.saturating_sub(before.1);
-    if total == 0 {
-        return 0.0;
-    }
-    after.0.saturating_sub(before.0) as f64 / total as f64 * cores as f64
-}
-
 /// Signs `count` study sessions, spread over the branches and their members.
 pub fn records(
     genesis: &Genesis,
@@ -225,7 +196,7 @@ pub async fn run(args: &LoadArgs) -> Result<()> {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
     let cpu_started = super::cluster::cpu_ns(std::process::id());
-    let host_started = host_cpu_ticks();
+    let host_started = super::cluster::host_cpu_ticks();
     let mut not_sent = 0u64;
     let mut tasks = Vec::new();
     for (i, chunk) in signed.chunks(args.batch.max(1)).enumerate() {
@@ -289,7 +260,8 @@ pub async fn run(args: &LoadArgs) -> Result<()> {
     let generator_cpu_seconds =
         super::cluster::cpu_ns(std::process::id()).saturating_sub(cpu_started) as f64 / 1e9;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let host_busy_cores = busy_cores(host_started, host_cpu_ticks(), cores);
+    let host_busy_cores =
+        super::cluster::busy_cores(host_started, super::cluster::host_cpu_ticks(), cores);
 
     // Drain: wait until every admitted record is seen committed, or the drain time is up.
     let deadline = Instant::now() + Duration::from_secs_f64(args.drain_seconds);
