@@ -5,7 +5,7 @@
 #![allow(dead_code)] // each test file uses part of the harness
 
 use std::fs::OpenOptions;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -20,15 +20,10 @@ pub fn branchd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_branchd"))
 }
 
-/// `n` distinct ports that were free when asked (all held until all are chosen).
+/// `n` distinct loopback ports, free when asked and outside the kernel's ephemeral range, so
+/// that no outgoing connection takes one before its node binds it.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind port 0"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("address").port())
-        .collect()
+    branchledger_p2p::ports::unused_local_ports(n).expect("free loopback ports")
 }
 
 /// One node of the cluster.

@@ -68,8 +68,8 @@ pub const DEFAULT_BASE_PORT: u16 = 26_600;
 pub enum Ports {
     /// On loopback: node `i` on `base + 10 i` (peer-to-peer), `+ 1` (gRPC), `+ 2` (metrics).
     Base(u16),
-    /// On loopback, on ports the operating system reports free now (for a network started at
-    /// once).
+    /// On loopback, on ports free now and outside the kernel's ephemeral range, so that no
+    /// outgoing connection takes one before its node starts (`branchledger_p2p::ports`).
     Free,
     /// In containers (`config/compose.yaml`): every node on all interfaces on 26656 (p2p),
     /// 9090 (gRPC) and 26660 (metrics), dialling the others by service name `node<j>`.
@@ -130,16 +130,7 @@ fn port_plan(ports: Ports, validators: usize) -> Result<Vec<u16>> {
             })
             .collect(),
         Ports::Compose => Ok((0..validators).flat_map(|_| COMPOSE_PORTS).collect()),
-        Ports::Free => {
-            // Hold every listener until all are chosen, so no port is handed out twice.
-            let listeners = (0..3 * validators)
-                .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-                .collect::<std::io::Result<Vec<_>>>()?;
-            listeners
-                .iter()
-                .map(|l| Ok(l.local_addr()?.port()))
-                .collect()
-        }
+        Ports::Free => Ok(branchledger_p2p::ports::unused_local_ports(3 * validators)?),
     }
 }
 

@@ -20,6 +20,7 @@
 mod codec;
 mod event_loop;
 mod metrics;
+pub mod ports;
 
 use std::str::FromStr;
 use std::time::Duration;
