@@ -208,6 +208,42 @@ pub fn hash_tagged(domain: Domain, parts: &[&[u8]]) -> Hash {
     Hash(*hasher.finalize().as_bytes())
 }
 
+/// BLAKE3 over `tag ‖ everything written`: [`hash_tagged`] for an encoding streamed in (e.g.
+/// `borsh::to_writer`) rather than built in memory first. Equal bytes give equal digests.
+#[derive(Clone, Debug)]
+pub struct TaggedHasher(blake3::Hasher);
+
+impl TaggedHasher {
+    /// A hasher that has taken `domain`'s tag.
+    pub fn new(domain: Domain) -> TaggedHasher {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(domain.tag());
+        TaggedHasher(hasher)
+    }
+
+    /// Takes `bytes`.
+    pub fn update(&mut self, bytes: &[u8]) -> &mut TaggedHasher {
+        self.0.update(bytes);
+        self
+    }
+
+    /// The digest of everything taken so far.
+    pub fn finalize(&self) -> Hash {
+        Hash(*self.0.finalize().as_bytes())
+    }
+}
+
+impl std::io::Write for TaggedHasher {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +257,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_streamed_hash_equals_the_hash_of_the_parts() {
+        use std::io::Write;
+        let mut hasher = TaggedHasher::new(Domain::StateDigest);
+        hasher.update(b"previous");
+        hasher.write_all(b"body, ").expect("write");
+        hasher.write_all(b"in two writes").expect("write");
+        assert_eq!(
+            hasher.finalize(),
+            hash_tagged(Domain::StateDigest, &[b"previous", b"body, in two writes"])
+        );
+        assert_ne!(
+            hasher.finalize(),
+            hash_tagged(Domain::RecordId, &[b"previous", b"body, in two writes"])
+        );
     }
 
     #[test]

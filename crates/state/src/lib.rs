@@ -31,7 +31,7 @@ mod rejection;
 use std::collections::BTreeMap;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use branchledger_crypto::{hash_tagged, Domain, Hash};
+use branchledger_crypto::{Domain, Hash, TaggedHasher};
 
 /// A table of derived state. Each is a column family in storage. Keys are built by the
 /// functions in [`keys`]; values are borsh of the types in this crate. Identifiers never
@@ -234,6 +234,9 @@ pub use executor::{
 pub use mem::MemState;
 pub use rejection::{ApplyError, BlockError, BlockRejection, Rejection};
 
+/// The buffer between a delta's encoding and its digest's hasher.
+const DIGEST_BUFFER_BYTES: usize = 8 * 1024;
+
 /// Reads current derived state (as of the end of the previous block).
 pub trait StateReader {
     /// The value under `key` in `table`, if any.
@@ -254,10 +257,45 @@ pub struct StateDelta {
 
 impl StateDelta {
     /// The digest after this delta: `H(tag ‖ previous ‖ canonical(delta))`.
+    ///
+    /// The canonical bytes are streamed into the hasher through a small buffer, never built
+    /// whole: a block's delta runs to megabytes.
     pub fn chain_digest(&self, previous: &Hash) -> Hash {
-        hash_tagged(
-            Domain::StateDigest,
-            &[&previous.0, &borsh::to_vec(self).expect("vec write")],
-        )
+        use std::io::Write;
+        let mut hasher = TaggedHasher::new(Domain::StateDigest);
+        hasher.update(&previous.0);
+        let mut buffered = std::io::BufWriter::with_capacity(DIGEST_BUFFER_BYTES, &mut hasher);
+        borsh::to_writer(&mut buffered, self).expect("a hasher cannot fail");
+        buffered.flush().expect("a hasher cannot fail");
+        drop(buffered);
+        hasher.finalize()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_streamed_digest_is_that_of_the_whole_canonical_delta() {
+        let mut delta = StateDelta::default();
+        // Larger than the digest's buffer, with values of every size around its edge.
+        for i in 0..400u32 {
+            let value = (i % 3 != 0).then(|| vec![i as u8; (i as usize * 37) % 300]);
+            delta
+                .writes
+                .insert((Table::Members, i.to_be_bytes().to_vec()), value);
+        }
+        let previous = Hash([7; 32]);
+        let whole = borsh::to_vec(&delta).expect("encode");
+        assert!(whole.len() > 2 * DIGEST_BUFFER_BYTES, "{}", whole.len());
+        assert_eq!(
+            delta.chain_digest(&previous),
+            branchledger_crypto::hash_tagged(Domain::StateDigest, &[&previous.0, &whole])
+        );
+        assert_ne!(
+            delta.chain_digest(&previous),
+            delta.chain_digest(&Hash::ZERO)
+        );
     }
 }
