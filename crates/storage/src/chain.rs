@@ -17,8 +17,9 @@ use branchledger_types::{
 
 use crate::error::{hex, Result, StorageError};
 use crate::tables::{
-    height_key, record_key, ChainTable, Column, StoredRecord, Tip, BLOCK_RECORDS_BYTES_MAX,
-    COMMIT_BYTES_MAX, HEADER_BYTES_MAX, META_TIP, STORED_RECORD_BYTES_MAX, TIP_BYTES,
+    height_key, record_key, ChainTable, Column, StoredRecord, StoredRecordRef, Tip,
+    BLOCK_RECORDS_BYTES_MAX, COMMIT_BYTES_MAX, HEADER_BYTES_MAX, META_TIP, STORED_RECORD_BYTES_MAX,
+    TIP_BYTES,
 };
 use branchledger_state::entries::RecordLocation;
 use branchledger_state::{StateDelta, STATE_VALUE_BYTES_MAX};
@@ -479,13 +480,13 @@ pub(crate) fn plan_commit<R: ChainReader + ?Sized>(
         BLOCK_RECORDS_BYTES_MAX,
     )?);
     for (index, record) in records.iter().enumerate() {
-        let stored = StoredRecord {
+        let stored = StoredRecordRef {
             height,
             index: u32::try_from(index).map_err(|_| StorageError::RecordsMismatch {
                 height,
                 reason: "more than u32::MAX records".to_owned(),
             })?,
-            record: record.clone(),
+            record,
         };
         ops.push(put(
             RECORDS,

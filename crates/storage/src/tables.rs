@@ -119,6 +119,18 @@ pub struct StoredRecord {
     pub record: SignedRecord,
 }
 
+/// A [`StoredRecord`]'s encoding written from a borrowed record: the same bytes, without a
+/// copy of the record.
+#[derive(BorshSerialize)]
+pub(crate) struct StoredRecordRef<'a> {
+    /// Height of the block that holds it.
+    pub height: Height,
+    /// Its position in that block.
+    pub index: u32,
+    /// The record, as signed.
+    pub record: &'a SignedRecord,
+}
+
 /// Largest stored header: fixed-width fields (under 200 bytes) and a chain id of at most
 /// [`IDENT_LEN_MAX`] bytes, with room to spare.
 pub const HEADER_BYTES_MAX: usize = 1024;
@@ -157,6 +169,44 @@ mod tests {
         let names: BTreeSet<&str> = Column::all().map(Column::name).collect();
         assert_eq!(names.len(), ChainTable::ALL.len() + Table::ALL.len());
         assert_eq!(names.len(), Column::all().count());
+    }
+
+    #[test]
+    fn a_stored_record_encodes_the_same_from_a_borrowed_record() {
+        use branchledger_types::record::{MemberJoined, MemberStatus};
+        use branchledger_types::{BranchId, Date, MemberId, Record, RecordBody};
+        let record = Record {
+            chain_id: "chain".to_owned(),
+            branch_id: BranchId("branch-a".to_owned()),
+            created_at_ms: 1_700_000_000_000,
+            nonce: 3,
+            body: RecordBody::MemberJoined(MemberJoined {
+                member_id: MemberId("m-1".to_owned()),
+                joined_on: Date {
+                    year: 2026,
+                    month: 1,
+                    day: 5,
+                },
+                status: MemberStatus::Full,
+                mobile: false,
+                member_key: None,
+            }),
+        }
+        .sign(&branchledger_crypto::Keypair::from_seed([5; 32]));
+        let owned = StoredRecord {
+            height: 0x0102_0304_0506_0708,
+            index: 0x0a0b_0c0d,
+            record: record.clone(),
+        };
+        let borrowed = StoredRecordRef {
+            height: owned.height,
+            index: owned.index,
+            record: &record,
+        };
+        assert_eq!(
+            borsh::to_vec(&borrowed).expect("encode"),
+            borsh::to_vec(&owned).expect("encode")
+        );
     }
 
     #[test]
