@@ -6,6 +6,7 @@
 //! typed read is a provided method here, so every backend decodes with the same size limits
 //! and checks the same invariants on what it reads back.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use borsh::BorshDeserialize;
@@ -361,23 +362,24 @@ pub trait ChainWriter: ChainReader {
     ) -> Result<Tip>;
 }
 
-/// One write of a batch: a put (`Some`) or a delete (`None`).
+/// One write of a batch: a put (`Some`) or a delete (`None`). The state delta's keys and
+/// values are borrowed, not copied: the batch copies them once more anyway.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Op {
+pub(crate) struct Op<'a> {
     pub(crate) column: Column,
-    pub(crate) key: Vec<u8>,
-    pub(crate) value: Option<Vec<u8>>,
+    pub(crate) key: Cow<'a, [u8]>,
+    pub(crate) value: Option<Cow<'a, [u8]>>,
 }
 
 /// Checks `block` against the tip read through `reader` and returns every write that
 /// committing it makes, and the new tip. The caller holds its write lock from before this
 /// call until the batch is written, so the tip cannot move in between.
-pub(crate) fn plan_commit<R: ChainReader + ?Sized>(
+pub(crate) fn plan_commit<'a, R: ChainReader + ?Sized>(
     reader: &R,
     committed: &CommittedBlock,
-    delta: &StateDelta,
+    delta: &'a StateDelta,
     ids: &[Hash],
-) -> Result<(Vec<Op>, Tip)> {
+) -> Result<(Vec<Op<'a>>, Tip)> {
     let header = &committed.block.header;
     let records = &committed.block.records;
     let commit = &committed.commit;
@@ -498,8 +500,8 @@ pub(crate) fn plan_commit<R: ChainReader + ?Sized>(
     for ((table, key), value) in &delta.writes {
         ops.push(Op {
             column: Column::State(*table),
-            key: key.clone(),
-            value: value.clone(),
+            key: Cow::Borrowed(key),
+            value: value.as_deref().map(Cow::Borrowed),
         });
     }
     let new_tip = Tip {
@@ -512,7 +514,7 @@ pub(crate) fn plan_commit<R: ChainReader + ?Sized>(
 }
 
 /// A put, refusing a value that could not be read back under the table's size limit.
-fn put(column: Column, key: Vec<u8>, value: Vec<u8>, limit: usize) -> Result<Op> {
+fn put(column: Column, key: Vec<u8>, value: Vec<u8>, limit: usize) -> Result<Op<'static>> {
     if value.len() > limit {
         return Err(StorageError::ValueTooLarge {
             table: column.name(),
@@ -522,8 +524,8 @@ fn put(column: Column, key: Vec<u8>, value: Vec<u8>, limit: usize) -> Result<Op>
     }
     Ok(Op {
         column,
-        key,
-        value: Some(value),
+        key: Cow::Owned(key),
+        value: Some(Cow::Owned(value)),
     })
 }
 

@@ -78,8 +78,8 @@ impl ChainWriter for MemStore {
         for op in ops {
             let table = tables.entry(op.column).or_default();
             match op.value {
-                Some(value) => table.insert(op.key, value),
-                None => table.remove(&op.key),
+                Some(value) => table.insert(op.key.into_owned(), value.into_owned()),
+                None => table.remove(op.key.as_ref()),
             };
         }
         Ok(tip)
