@@ -200,12 +200,11 @@ pub fn signing_bytes(domain: Domain, chain_id: &str, body: &[u8]) -> Vec<u8> {
 
 /// BLAKE3 over `tag ‖ part₀ ‖ part₁ ‖ …`. Callers pass canonical (self-delimiting) parts.
 pub fn hash_tagged(domain: Domain, parts: &[&[u8]]) -> Hash {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(domain.tag());
+    let mut hasher = TaggedHasher::new(domain);
     for part in parts {
         hasher.update(part);
     }
-    Hash(*hasher.finalize().as_bytes())
+    hasher.finalize()
 }
 
 /// BLAKE3 over `tag ‖ everything written`: [`hash_tagged`] for an encoding streamed in (e.g.

@@ -45,10 +45,14 @@ fn non_ephemeral_ranges(ephemeral: Option<&str>) -> Vec<(u16, u16)> {
     ranges
 }
 
+/// How many ports `ranges` hold.
+fn port_count(ranges: &[(u16, u16)]) -> usize {
+    ranges.iter().map(|(a, b)| usize::from(b - a) + 1).sum()
+}
+
 /// The `index`-th port of `ranges`, counted modulo their total size (which must not be 0).
 fn nth_port(ranges: &[(u16, u16)], index: usize) -> u16 {
-    let total: usize = ranges.iter().map(|(a, b)| usize::from(b - a) + 1).sum();
-    let mut index = index % total;
+    let mut index = index % port_count(ranges);
     for (a, b) in ranges {
         let size = usize::from(b - a) + 1;
         if index < size {
@@ -67,7 +71,7 @@ fn pick<T>(
     n: usize,
     mut take: impl FnMut(u16) -> Option<T>,
 ) -> Option<Vec<(u16, T)>> {
-    let total: usize = ranges.iter().map(|(a, b)| usize::from(b - a) + 1).sum();
+    let total = port_count(ranges);
     let mut picked = Vec::with_capacity(n);
     let mut tried = 0;
     while picked.len() < n {
@@ -98,10 +102,12 @@ pub fn unused_local_ports(n: usize) -> std::io::Result<Vec<u16>> {
     if !ranges.is_empty() {
         let next = NEXT.get_or_init(|| {
             use std::hash::{BuildHasher, Hasher};
-            // A random start, so that processes choosing at once rarely walk the same ports.
-            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-            hasher.write_u32(std::process::id());
-            AtomicUsize::new(hasher.finish() as usize)
+            // A random start (std's per-process hash keys), so that processes choosing at
+            // once rarely walk the same ports.
+            let start = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish();
+            AtomicUsize::new(start as usize)
         });
         // Every listener is held until all are chosen, then released for the node to bind.
         if let Some(picked) = pick(ranges, next, n, |port| {

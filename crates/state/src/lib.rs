@@ -261,14 +261,14 @@ impl StateDelta {
     /// The canonical bytes are streamed into the hasher through a small buffer, never built
     /// whole: a block's delta runs to megabytes.
     pub fn chain_digest(&self, previous: &Hash) -> Hash {
-        use std::io::Write;
         let mut hasher = TaggedHasher::new(Domain::StateDigest);
         hasher.update(&previous.0);
-        let mut buffered = std::io::BufWriter::with_capacity(DIGEST_BUFFER_BYTES, &mut hasher);
+        let mut buffered = std::io::BufWriter::with_capacity(DIGEST_BUFFER_BYTES, hasher);
         borsh::to_writer(&mut buffered, self).expect("a hasher cannot fail");
-        buffered.flush().expect("a hasher cannot fail");
-        drop(buffered);
-        hasher.finalize()
+        buffered
+            .into_inner()
+            .expect("a hasher cannot fail")
+            .finalize()
     }
 }
 
