@@ -1,6 +1,6 @@
 # branchd in two stages: a Debian build image with the toolchain and the C libraries the build
-# links (RocksDB from Debian, as in scripts/setup.sh), and a slim runtime image with only the
-# shared libraries and the binary.
+# links (RocksDB from Debian's static library, as in scripts/setup.sh), and a slim runtime image
+# with only the shared libraries the binary still needs and the binary.
 #
 #   docker build -t branchledger/branchd .
 #   docker run --rm branchledger/branchd version
@@ -20,7 +20,7 @@ RUN cargo build --release --locked -p branchledger-node --bin branchd \
 FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      librocksdb7.8 libsnappy1v5 liblz4-1 libzstd1 libbz2-1.0 libgflags2.2 liburing2 ca-certificates \
+      libsnappy1v5 libbz2-1.0 zlib1g ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /home/branchd --create-home branchd
 COPY --from=build /usr/local/bin/branchd /usr/local/bin/branchd

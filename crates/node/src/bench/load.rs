@@ -264,17 +264,21 @@ pub async fn run(args: &LoadArgs) -> Result<()> {
         super::cluster::busy_cores(host_started, super::cluster::host_cpu_ticks(), cores);
 
     // Drain: wait until every admitted record is seen committed, or the drain time is up.
+    // Each poll looks only at the ids still pending, and holds the commit map's lock only for
+    // that, so the block watcher keeps timing commits while the drain goes on.
     let deadline = Instant::now() + Duration::from_secs_f64(args.drain_seconds);
+    let mut pending: Vec<Hash> = submitted_at
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .keys()
+        .copied()
+        .collect();
     loop {
-        let pending = {
-            let submitted = submitted_at.lock().unwrap_or_else(|e| e.into_inner());
+        {
             let committed = committed_at.lock().unwrap_or_else(|e| e.into_inner());
-            submitted
-                .keys()
-                .filter(|id| !committed.contains_key(id))
-                .count()
-        };
-        if pending == 0 || Instant::now() > deadline {
+            pending.retain(|id| !committed.contains_key(id));
+        }
+        if pending.is_empty() || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
