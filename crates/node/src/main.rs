@@ -476,13 +476,29 @@ fn read_genesis(path: &std::path::Path) -> Result<branchledger_types::Genesis> {
 }
 
 fn open_store(data_dir: &std::path::Path) -> Result<branchledger_storage::RocksStore> {
-    if !data_dir.join("CURRENT").exists() {
-        anyhow::bail!(
-            "{} is not a RocksDB store (no CURRENT file)",
-            data_dir.display()
-        );
+    if let Some(problem) = not_a_store(data_dir) {
+        anyhow::bail!(problem);
     }
     Ok(branchledger_storage::RocksStore::open(data_dir)?)
+}
+
+/// Why `data_dir` is not a store, naming the store under it when it is a node home or the
+/// home's `data` directory (a store is `HOME/data/store`); `None` if it is one.
+fn not_a_store(data_dir: &std::path::Path) -> Option<String> {
+    if data_dir.join("CURRENT").exists() {
+        return None;
+    }
+    let problem = format!(
+        "{} is not a RocksDB store (no CURRENT file)",
+        data_dir.display()
+    );
+    let under = [data_dir.join("store"), data_dir.join("data").join("store")]
+        .into_iter()
+        .find(|store| store.join("CURRENT").exists());
+    Some(match under {
+        Some(store) => format!("{problem}; the store under it is {}", store.display()),
+        None => problem,
+    })
 }
 
 fn audit_verify_export(
@@ -580,5 +596,34 @@ fn audit_verify(
             }
             std::process::exit(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::not_a_store;
+
+    #[test]
+    fn a_path_that_is_not_a_store_is_refused_naming_the_store_under_it() {
+        let home = tempfile::tempdir().expect("temp dir");
+        let store = home.path().join("data").join("store");
+        std::fs::create_dir_all(&store).expect("store dir");
+        assert!(not_a_store(&store).is_some(), "no CURRENT file yet");
+        std::fs::write(store.join("CURRENT"), "MANIFEST-000001\n").expect("CURRENT");
+        assert_eq!(not_a_store(&store), None);
+        for given in [home.path().to_path_buf(), home.path().join("data")] {
+            let problem = not_a_store(&given).expect("not a store");
+            assert!(
+                problem.starts_with(&format!("{} is not a RocksDB store", given.display())),
+                "{problem}"
+            );
+            assert!(
+                problem.ends_with(&format!("the store under it is {}", store.display())),
+                "{problem}"
+            );
+        }
+        let elsewhere = tempfile::tempdir().expect("temp dir");
+        let problem = not_a_store(elsewhere.path()).expect("not a store");
+        assert!(!problem.contains("under it"), "{problem}");
     }
 }
