@@ -138,6 +138,9 @@ pub struct Home {
     pub root: PathBuf,
 }
 
+/// The store's directory inside a home's `data/`.
+pub const STORE_DIR_NAME: &str = "store";
+
 impl Home {
     /// A home at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Home {
@@ -152,6 +155,11 @@ impl Home {
     /// `data/`.
     pub fn data_dir(&self) -> PathBuf {
         self.root.join("data")
+    }
+
+    /// `data/store/`: the node's RocksDB store.
+    pub fn store_dir(&self) -> PathBuf {
+        self.data_dir().join(STORE_DIR_NAME)
     }
 
     /// `config/genesis.json`.

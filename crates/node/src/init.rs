@@ -72,7 +72,7 @@ pub fn init(home_dir: &Path, name: &str, genesis: Option<&Path>) -> Result<()> {
 /// state stays: it remembers the last votes signed, so a validator never signs a vote that
 /// conflicts with one it signed before the reset.
 pub fn reset(home_dir: &Path) -> Result<()> {
-    let store = Home::new(home_dir).data_dir().join("store");
+    let store = Home::new(home_dir).store_dir();
     if !store.exists() {
         bail!("{} has no store to reset", store.display());
     }

@@ -492,9 +492,12 @@ fn not_a_store(data_dir: &std::path::Path) -> Option<String> {
         "{} is not a RocksDB store (no CURRENT file)",
         data_dir.display()
     );
-    let under = [data_dir.join("store"), data_dir.join("data").join("store")]
-        .into_iter()
-        .find(|store| store.join("CURRENT").exists());
+    let under = [
+        data_dir.join(home::STORE_DIR_NAME),
+        home::Home::new(data_dir).store_dir(),
+    ]
+    .into_iter()
+    .find(|store| store.join("CURRENT").exists());
     Some(match under {
         Some(store) => format!("{problem}; the store under it is {}", store.display()),
         None => problem,
@@ -606,7 +609,7 @@ mod tests {
     #[test]
     fn a_path_that_is_not_a_store_is_refused_naming_the_store_under_it() {
         let home = tempfile::tempdir().expect("temp dir");
-        let store = home.path().join("data").join("store");
+        let store = super::home::Home::new(home.path()).store_dir();
         std::fs::create_dir_all(&store).expect("store dir");
         assert!(not_a_store(&store).is_some(), "no CURRENT file yet");
         std::fs::write(store.join("CURRENT"), "MANIFEST-000001\n").expect("CURRENT");

@@ -108,7 +108,7 @@ pub fn run(args: StartArgs) -> Result<()> {
     };
     std::fs::create_dir_all(home.data_dir())?;
     let store = Arc::new(RocksStore::open_with(
-        &home.data_dir().join("store"),
+        &home.store_dir(),
         &RocksOptions {
             block_cache_bytes: config.storage.block_cache_bytes,
             state_cache_entries: config.storage.state_cache_entries,

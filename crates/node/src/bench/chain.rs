@@ -208,7 +208,7 @@ pub fn run(args: &GenChainArgs) -> Result<()> {
     let branch_keys = crate::devnet::branch_keys(&net, &genesis)?;
     // As a node's store: the record-id filter answers the duplicate check of every record.
     let store = Arc::new(RocksStore::open_with(
-        &home.data_dir().join("store"),
+        &home.store_dir(),
         &branchledger_storage::RocksOptions {
             record_id_filter: true,
             ..branchledger_storage::RocksOptions::default()
