@@ -239,7 +239,7 @@ pub fn verify_export(
         if replay {
             let block = &committed.block;
             let (delta, next) = crate::replay_block(&state, genesis, block, &ids, &digest)?;
-            state.apply_delta(delta);
+            state.apply_block(height, &block.records, delta);
             digest = next;
         }
         records += committed.block.records.len() as u64;

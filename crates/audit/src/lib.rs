@@ -195,7 +195,7 @@ fn fast_pass(
     progress: &mut impl FnMut(Height, u64),
 ) -> Result<Pass, AuditFailure> {
     let tip = store.tip().map_err(|e| storage_failure(0, e))?;
-    let mut state = Replay::new(scratch_parent, Keep::Read, Some(store), secret)?;
+    let mut state = Replay::new(scratch_parent, Keep::Read, store, true, secret)?;
     let cancel = AtomicBool::new(false);
     std::thread::scope(|scope| {
         // The stored tables are digested while the replay runs: the store does not change.
@@ -236,7 +236,7 @@ fn exact_pass(
 ) -> Result<AuditReport, AuditFailure> {
     let tip = store.tip().map_err(|e| storage_failure(0, e))?;
     let tip_height = tip.as_ref().map_or(0, |t| t.height);
-    let mut state = Replay::new(scratch_parent, Keep::All, None, secret)?;
+    let mut state = Replay::new(scratch_parent, Keep::All, store, false, secret)?;
     let replayed = replay_chain(genesis, store, tip.as_ref(), &mut state, progress)?;
     state.finish()?;
     let state_entries = compare_state(store, state.store()).map_err(|mismatch| {
@@ -307,7 +307,7 @@ fn replay_chain(
             let (committed, ids) = checked?;
             let block = &committed.block;
             let (delta, next_digest) = replay_block(&*state, genesis, block, &ids, &digest)?;
-            state.apply(height, &block.records, delta)?;
+            state.apply(height, delta)?;
             digest = next_digest;
             records += block.records.len() as u64;
             progress(height, records);
@@ -376,7 +376,7 @@ fn last_write_height(
     let Ok(secret) = replay::digest_secret() else {
         return tip_height;
     };
-    let Ok(mut state) = Replay::new(scratch_parent, Keep::All, None, secret) else {
+    let Ok(mut state) = Replay::new(scratch_parent, Keep::All, store, false, secret) else {
         return tip_height;
     };
     let mut digest = Hash::ZERO;
@@ -393,7 +393,7 @@ fn last_write_height(
         if delta.writes.contains_key(&(table, key.to_vec())) {
             last = height;
         }
-        if state.apply(height, &block.records, delta).is_err() {
+        if state.apply(height, delta).is_err() {
             break;
         }
         digest = next;

@@ -5,7 +5,7 @@
 //! every table (`Keep::All`, the exact pass, which can name the first entry that differs)
 //! or only the tables the state rules read (`Keep::Read`, the fast pass). In the fast pass
 //! the tables the rules only ever write (the member-history and by-period indexes, two of
-//! the four entries every record makes) are not stored: each is summarised by a
+//! the three entries every record makes besides its totals) are not stored: each is summarised by a
 //! [`SetDigest`], a keyed multiset hash of its entries, and the node's stored tables are
 //! summarised the same way by a thread that reads them while the replay runs. Equal digests
 //! of every table mean equal tables; any difference sends the audit to the exact pass.
@@ -21,22 +21,25 @@
 //!
 //! A Bloom filter of the record ids replayed answers the duplicate check of (nearly) every
 //! new record without a read of the scratch store.
+//!
+//! The rules read a committed record back when a correction targets one no correction has
+//! rewritten yet (its view is the record itself). Both passes read it from the audited chain,
+//! at a height the audit has already verified: it is chain data, not derived state, and the
+//! rules check that it is the record the replayed location names.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::hash::Hasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use branchledger_state::entries::{CorrectableEntry, RecordLocation};
-use branchledger_state::{keys, ReadError, StateDelta, StateReader, Table, STATE_VALUE_BYTES_MAX};
+use branchledger_state::entries::RecordLocation;
+use branchledger_state::{ReadError, StateDelta, StateReader, Table, STATE_VALUE_BYTES_MAX};
 use branchledger_storage::{
     ChainReader, Column, RecordIdFilter, RocksOptions, RocksStore, StorageError,
 };
-use branchledger_types::codec::encode;
-use branchledger_types::Height;
-use branchledger_types::{RecordBody, SignedRecord};
+use branchledger_types::{Height, SignedRecord};
 use siphasher::sip128::{Hasher128, SipHasher24};
 
 use crate::{fail, AuditFailure};
@@ -52,12 +55,6 @@ pub const DIGESTED_TABLES: [Table; 2] = [Table::MemberHistory, Table::RecordsByB
 /// digests them and answers the rules' reads of them from the audited store.
 pub const HINTED_TABLES: [Table; 1] = [Table::RecordLocations];
 
-/// Tables with one entry per correctable record, made from the record itself when it is
-/// committed and rewritten by each correction of it: the fast pass digests them, stores only
-/// the entries a correction rewrote, and makes any other entry a rule reads again from the
-/// record, which it finds in the audited store.
-pub const DERIVED_TABLES: [Table; 1] = [Table::Correctable];
-
 /// Deltas the replay runs ahead of the writer that stores them.
 pub const PENDING_DELTAS: usize = 2;
 
@@ -69,7 +66,7 @@ pub const READ_CACHE_ENTRIES: usize = 1 << 16;
 /// Whether the replay caches a table's entries: not those keyed by record id, whose entries
 /// are each read at most a few times (nor the digested ones, never read).
 fn is_cached(table: Table) -> bool {
-    !is_digested(table) && !HINTED_TABLES.contains(&table) && !DERIVED_TABLES.contains(&table)
+    !is_digested(table) && !HINTED_TABLES.contains(&table) && table != Table::Correctable
 }
 
 /// The latest value (or absence) of recently read or written entries, per table.
@@ -129,9 +126,6 @@ enum Hold {
     Digested,
     /// A digest; reads answered from the audited store ([`HINTED_TABLES`]).
     Hinted,
-    /// A digest; the rewritten entries in the scratch store, the others made again from
-    /// their records ([`DERIVED_TABLES`]).
-    Derived,
 }
 
 /// How a replay holds each table, in the order of [`Table::ALL`].
@@ -147,8 +141,6 @@ impl Holds {
                     Hold::Digested
                 } else if hints && HINTED_TABLES.contains(table) {
                     Hold::Hinted
-                } else if hints && DERIVED_TABLES.contains(table) {
-                    Hold::Derived
                 } else {
                     Hold::Stored
                 };
@@ -250,8 +242,9 @@ pub(crate) fn digest_secret() -> Result<DigestKey, AuditFailure> {
 pub(crate) struct Replay<'a> {
     store: Arc<RocksStore>,
     holds: Holds,
-    /// The audited store, which answers reads of the [`HINTED_TABLES`] in the fast pass.
-    hints: Option<&'a dyn ChainReader>,
+    /// The audited store: its verified chain answers reads of committed records, and in the
+    /// fast pass it answers reads of the [`HINTED_TABLES`].
+    chain: &'a dyn ChainReader,
     /// A read was answered from the audited store: a failure of this pass proves nothing.
     hinted: Cell<bool>,
     /// The height of the block being replayed (the one after the last applied).
@@ -273,9 +266,8 @@ pub(crate) struct Replay<'a> {
     _dir: tempfile::TempDir,
 }
 
-/// A delta for the writer: its height, the delta, and the entries of derived tables it
-/// rewrites (the only ones of those tables stored).
-type Job = (Height, Arc<StateDelta>, BTreeSet<(Table, Vec<u8>)>);
+/// A delta for the writer, with its height.
+type Job = (Height, Arc<StateDelta>);
 
 /// The thread that writes deltas into the scratch store while the next block is replayed.
 struct Writer {
@@ -294,7 +286,7 @@ impl Writer {
         let (deltas, incoming) = sync_channel::<Job>(PENDING_DELTAS);
         let (done, written) = sync_channel(PENDING_DELTAS + 1);
         let thread = std::thread::spawn(move || {
-            for (height, delta, rewritten) in incoming {
+            for (height, delta) in incoming {
                 {
                     let mut digests = digests.lock().unwrap_or_else(PoisonError::into_inner);
                     for ((table, key), value) in &delta.writes {
@@ -303,13 +295,7 @@ impl Writer {
                         }
                     }
                 }
-                let stores = |table: Table, key: &[u8]| match holds.of(table) {
-                    Hold::Stored => true,
-                    Hold::Derived => {
-                        !rewritten.is_empty() && rewritten.contains(&(table, key.to_vec()))
-                    }
-                    Hold::Digested | Hold::Hinted => false,
-                };
+                let stores = |table: Table, _: &[u8]| holds.of(table) == Hold::Stored;
                 let result = store
                     .write_scratch_state(&delta, stores)
                     .map_err(|e| fail(height, None, format!("scratch store for the replay: {e}")));
@@ -328,13 +314,14 @@ impl Writer {
 }
 
 impl<'a> Replay<'a> {
-    /// An empty replay under `parent` (the system's temporary directory when `None`). With
-    /// `Keep::Read` and `hints`, the fast pass answers reads of the [`HINTED_TABLES`] from
-    /// `hints`, the audited store, instead of storing them.
+    /// An empty replay of the chain in `chain`, the audited store, under `parent` (the
+    /// system's temporary directory when `None`). With `Keep::Read` and `hints`, the fast pass
+    /// answers reads of the [`HINTED_TABLES`] from `chain` instead of storing them.
     pub(crate) fn new(
         parent: Option<&std::path::Path>,
         keep: Keep,
-        hints: Option<&'a dyn ChainReader>,
+        chain: &'a dyn ChainReader,
+        hints: bool,
         secret: DigestKey,
     ) -> Result<Replay<'a>, AuditFailure> {
         let scratch = |e: String| fail(0, None, format!("scratch store for the replay: {e}"));
@@ -349,12 +336,12 @@ impl<'a> Replay<'a> {
             .map_err(|e| scratch(e.to_string()))?;
         let store = Arc::new(store);
         let digests = Arc::new(Mutex::new(TableDigests::default()));
-        let holds = Holds::new(keep, hints.is_some());
+        let holds = Holds::new(keep, hints);
         let writer = Writer::start(store.clone(), holds, secret, digests.clone());
         Ok(Replay {
             store,
             holds,
-            hints,
+            chain,
             hinted: Cell::new(false),
             replaying: 1,
             ids: RecordIdFilter::new(),
@@ -383,14 +370,9 @@ impl<'a> Replay<'a> {
 
     /// A read of a hinted table, answered from the audited store: the entry counts only if
     /// the block that wrote it (the height in its value) is below the one being replayed.
-    fn hint(
-        &self,
-        hints: &dyn ChainReader,
-        table: Table,
-        key: &[u8],
-    ) -> Result<Option<Vec<u8>>, ReadError> {
+    fn hint(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
         self.hinted.set(true);
-        let Some(bytes) = hints.get_raw(Column::State(table), key).map_err(|e| {
+        let Some(bytes) = self.chain.get_raw(Column::State(table), key).map_err(|e| {
             ReadError(format!(
                 "reading {} of the audited store: {e}",
                 table.name()
@@ -405,68 +387,8 @@ impl<'a> Replay<'a> {
         Ok((location.height < self.replaying).then_some(bytes))
     }
 
-    /// A read of a derived table's entry that no correction rewrote (or none yet): the entry
-    /// the record made when it was committed, if it was committed below the block being
-    /// replayed. The record is found in the audited store (its stored id checked).
-    fn derive(&self, hints: &dyn ChainReader, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
-        if !self.ids.may_contain(key) {
-            return Ok(None);
-        }
-        let Ok(id) = <[u8; 32]>::try_from(key) else {
-            return Ok(None);
-        };
-        self.hinted.set(true);
-        let stored = hints
-            .record(&branchledger_crypto::Hash(id))
-            .map_err(|e| ReadError(format!("a record of the audited store: {e}")))?;
-        Ok(stored
-            .filter(|stored| stored.height < self.replaying)
-            .filter(|stored| branchledger_state::is_correctable(stored.record.record.body.kind()))
-            .map(|stored| {
-                let record = &stored.record.record;
-                encode(&CorrectableEntry::original(&record.branch_id, &record.body))
-            }))
-    }
-
     /// Applies a block's delta: reads see it at once, the writer stores it meanwhile.
-    /// `records` are the block's, whose replay gave `delta`.
-    pub(crate) fn apply(
-        &mut self,
-        height: Height,
-        records: &[SignedRecord],
-        delta: StateDelta,
-    ) -> Result<(), AuditFailure> {
-        // Only a correction changes a derived entry once made, and only the one it targets:
-        // those entries go to the scratch store, and one made before this block leaves the
-        // digest with its old value. Every other derived entry in the delta is the one its
-        // record made in this block.
-        let mut rewritten = BTreeSet::new();
-        for table in DERIVED_TABLES {
-            if self.holds.of(table) != Hold::Derived {
-                continue;
-            }
-            for record in records {
-                let RecordBody::Correction(correction) = &record.record.body else {
-                    continue;
-                };
-                let entry = (table, keys::record_id(&correction.target));
-                // A target corrected twice in the block leaves the digest once.
-                if rewritten.contains(&entry) || !delta.writes.contains_key(&entry) {
-                    continue;
-                }
-                let before = self
-                    .get(table, &entry.1)
-                    .map_err(|e| fail(height, None, format!("{}: {}", table.name(), e.0)))?;
-                if let Some(before) = before {
-                    self.digests
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .get_mut(table)
-                        .remove(&self.secret, table, &entry.1, &before);
-                }
-                rewritten.insert(entry);
-            }
-        }
+    pub(crate) fn apply(&mut self, height: Height, delta: StateDelta) -> Result<(), AuditFailure> {
         for ((table, key), value) in &delta.writes {
             if *table == Table::RecordLocations && value.is_some() {
                 self.ids.insert(key);
@@ -483,7 +405,7 @@ impl<'a> Replay<'a> {
             .writer
             .as_ref()
             .expect("the writer runs until the replay is dropped");
-        if writer.deltas.send((height, delta, rewritten)).is_err() {
+        if writer.deltas.send((height, delta)).is_err() {
             // The writer stopped on a failure: it is waiting to be read.
             return self.wait_written(height);
         }
@@ -571,6 +493,21 @@ impl StateReader for Replay<'_> {
         }
         self.read(table, key)
     }
+
+    /// Only records of the blocks already replayed, which the audit verified before.
+    fn committed_record(
+        &self,
+        height: Height,
+        index: u32,
+    ) -> Result<Option<SignedRecord>, ReadError> {
+        if height >= self.replaying {
+            return Ok(None);
+        }
+        self.chain
+            .record_at(height, index)
+            .map(|stored| stored.map(|stored| stored.record))
+            .map_err(|e| ReadError(format!("a record of the audited chain: {e}")))
+    }
 }
 
 impl Replay<'_> {
@@ -588,12 +525,8 @@ impl Replay<'_> {
                 return Ok(value.clone());
             }
         }
-        match (self.hints, self.holds.of(table)) {
-            (Some(hints), Hold::Hinted) => self.hint(hints, table, key),
-            (Some(hints), Hold::Derived) => match self.store.get(table, key)? {
-                Some(rewritten) => Ok(Some(rewritten)),
-                None => self.derive(hints, key),
-            },
+        match self.holds.of(table) {
+            Hold::Hinted => self.hint(table, key),
             _ => self.store.get(table, key),
         }
     }

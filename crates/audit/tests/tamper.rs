@@ -380,16 +380,18 @@ fn build_chain_with_corrections(path: &Path) -> (Genesis, Hash) {
     (genesis, target)
 }
 
-/// The fast pass stores neither record locations nor the entries of correctable records that
-/// no correction rewrote: it answers a correction's reads of its target from the audited store
-/// (the location, and the record the entry is made from again). On an honest chain those
+/// The fast pass does not store record locations: it answers a correction's read of its
+/// target's location from the audited store, and the rules read the target itself (a record
+/// no correction rewrote yet is its own view) from the verified chain. On an honest chain those
 /// answers are the replay's own, and one pass verifies it, whether the target was rewritten in
 /// an earlier block, in its own block or not at all. If the stored location is deleted, or
 /// claims a later height, a correction would break a rule; the audit does not report that (the
 /// chain is sound) but the stored entry, at the height that wrote it. A changed entry of a
-/// corrected record is named at the height of its last correction.
+/// corrected record is named at the height of its last correction; an entry added for a record
+/// never corrected, even the very view the record gives, was written by no block and is named
+/// at the tip.
 #[test]
-fn corrections_read_their_targets_from_the_store_and_tampered_entries_are_named() {
+fn corrections_read_their_targets_from_the_chain_and_tampered_entries_are_named() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (genesis, _) = build_chain_with_corrections(dir.path());
     let mut seen = Vec::new();
@@ -407,11 +409,24 @@ fn corrections_read_their_targets_from_the_store_and_tampered_entries_are_named(
             TARGET_HEIGHT,
         ),
         ("entry changed", Table::Correctable, RETRACTED_AT),
+        ("entry added", Table::Correctable, BLOCKS),
     ] {
         let dir = tempfile::tempdir().expect("temp dir");
         let (genesis, target) = build_chain_with_corrections(dir.path());
         tamper(dir.path(), |db| {
             let cf = cf(db, table.name());
+            if case == "entry added" {
+                // A session of a block no correction touched.
+                let untouched = &records_of(1)[1];
+                let key = keys::record_id(&untouched.id());
+                assert_eq!(db.get_cf(cf, &key).expect("read"), None, "never corrected");
+                let view = branchledger_state::entries::CorrectableEntry::original(
+                    &untouched.record.branch_id,
+                    &untouched.record.body,
+                );
+                db.put_cf(cf, &key, encode(&view)).expect("put");
+                return;
+            }
             let key = keys::record_id(&target);
             let mut value = db.get_cf(cf, &key).expect("read").expect("stored");
             match case {

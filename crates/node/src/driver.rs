@@ -298,25 +298,31 @@ impl Driver {
         let store = self.ledger.store().as_ref();
         let height = self.ledger.next_height().map_err(|e| e.to_string())?;
         let time_ms = self.now_ms(now);
-        let apply = |executor: &mut BlockExecutor| match executor.apply_with_id(record, id) {
-            Ok(_) => Ok(()),
-            Err(ApplyError::Rejected(reason)) => Err(reason.to_string()),
-            Err(ApplyError::Read(error)) => Err(error.to_string()),
-        };
+        fn apply<'r>(
+            executor: &mut BlockExecutor<'r>,
+            record: &'r SignedRecord,
+            id: Hash,
+        ) -> Result<(), String> {
+            match executor.apply_with_id(record, id) {
+                Ok(_) => Ok(()),
+                Err(ApplyError::Rejected(reason)) => Err(reason.to_string()),
+                Err(ApplyError::Read(error)) => Err(error.to_string()),
+            }
+        }
         let mut alone = BlockExecutor::new(store, genesis, height, time_ms);
-        let Err(first) = apply(&mut alone) else {
+        let Err(first) = apply(&mut alone, record, id) else {
             return Ok(());
         };
         // It may depend on records still pending: apply those that would go first.
-        let mut after_pending = BlockExecutor::new(store, genesis, height, time_ms);
         let candidates = self.mempool.candidates(
             genesis.consensus.max_block_records as usize,
             genesis.consensus.max_block_bytes as usize,
         );
+        let mut after_pending = BlockExecutor::new(store, genesis, height, time_ms);
         for pending in candidates.iter().filter(|r| r.id() != id) {
             let _ = after_pending.apply(pending);
         }
-        apply(&mut after_pending).map_err(|_| first)
+        apply(&mut after_pending, record, id).map_err(|_| first)
     }
 
     /// Starts consensus at the height after the stored tip.

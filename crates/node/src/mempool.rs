@@ -414,7 +414,7 @@ mod tests {
     fn commit(state: &mut MemState, genesis: &Genesis, height: Height, records: &[SignedRecord]) {
         let (delta, _) =
             apply_block(state, genesis, height, NOW_MS, records, &Hash::ZERO).expect("valid block");
-        state.apply_delta(delta);
+        state.apply_block(height, records, delta);
     }
 
     #[test]

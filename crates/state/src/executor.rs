@@ -61,8 +61,10 @@
 //! every member it concerns: the member of a registry, study or dues record; the attendees
 //! and absentees of a meeting; the member an issue concerns; the claimants; a member
 //! reviewer; for a correction, the members of the old and of the new body. The index of
-//! records by period lists records as committed; the corrected view is in
-//! [`Table::Correctable`] and in the aggregates.
+//! records by period lists records as committed; the corrected view is in the aggregates and,
+//! for a record a correction targeted, in [`Table::Correctable`]. A correctable record never
+//! corrected has no entry there: its view is the record itself, read from the chain through
+//! [`StateReader::committed_record`] (one write fewer per record, and the largest).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -79,14 +81,15 @@ use branchledger_types::{
 };
 
 use crate::entries::{
-    BranchStats, CorrectableEntry, DuesTotals, IssueEntry, IssueStatus, MeetingEntry,
-    MeetingTotals, MemberEntry, RecordLocation, StudyTotals,
+    BranchStats, DuesTotals, IssueEntry, IssueStatus, MeetingEntry, MeetingTotals, MemberEntry,
+    RecordLocation, StudyTotals,
 };
-use crate::read::{decode_value, value_error};
+use crate::read::{self, decode_value, value_error};
 use crate::{keys, ApplyError, BlockError, BlockRejection, ReadError, Rejection};
 use crate::{StateDelta, StateReader, Table};
 
-/// Largest stored state value, in bytes. The largest is a [`CorrectableEntry`] of a meeting
+/// Largest stored state value, in bytes. The largest is a
+/// [`CorrectableEntry`](crate::entries::CorrectableEntry) of a meeting
 /// at its limits: a record body plus the list of corrections.
 pub const STATE_VALUE_BYTES_MAX: usize = 1024 * 1024;
 
@@ -149,6 +152,8 @@ pub struct BlockExecutor<'a> {
     staged: Writes,
     /// Records applied so far, which is also the index of the next one.
     applied: u32,
+    /// The records applied so far, by index: a correction may target one of them.
+    records: Vec<&'a SignedRecord>,
 }
 
 impl<'a> BlockExecutor<'a> {
@@ -171,6 +176,7 @@ impl<'a> BlockExecutor<'a> {
             overlay: Writes::default(),
             staged: Writes::default(),
             applied: 0,
+            records: Vec::new(),
         }
     }
 
@@ -188,7 +194,7 @@ impl<'a> BlockExecutor<'a> {
     /// block; on failure nothing changes, and the next record takes the same index (so a
     /// proposer can filter candidates with this and the block it builds holds exactly the
     /// accepted records, in order).
-    pub fn apply(&mut self, record: &SignedRecord) -> Result<u32, ApplyError> {
+    pub fn apply(&mut self, record: &'a SignedRecord) -> Result<u32, ApplyError> {
         self.apply_with_id(record, record.id())
     }
 
@@ -196,7 +202,7 @@ impl<'a> BlockExecutor<'a> {
     /// which saves encoding the record again. `record_id` must be `record.id()`.
     pub fn apply_with_id(
         &mut self,
-        record: &SignedRecord,
+        record: &'a SignedRecord,
         record_id: Hash,
     ) -> Result<u32, ApplyError> {
         debug_assert_eq!(
@@ -209,6 +215,7 @@ impl<'a> BlockExecutor<'a> {
             Ok(()) => {
                 let index = self.applied;
                 self.overlay.extend(self.staged.drain());
+                self.records.push(record);
                 self.applied += 1;
                 Ok(index)
             }
@@ -682,17 +689,14 @@ impl<'a> BlockExecutor<'a> {
         Ok(())
     }
 
-    /// Stores the effective view of a new correctable record and counts it in the aggregates.
+    /// Counts a new correctable record in the aggregates. Its effective view is the record
+    /// itself until a correction writes one to [`Table::Correctable`].
     fn add_correctable(
         &mut self,
         context: &Context<'_>,
         body: &RecordBody,
     ) -> Result<(), ApplyError> {
         self.aggregate(context.branch, body, Sign::Add)?;
-        self.put(
-            (Table::Correctable, keys::record_id(&context.id)),
-            &CorrectableEntry::original(context.branch, body),
-        );
         Ok(())
     }
 
@@ -953,14 +957,9 @@ impl<'a> BlockExecutor<'a> {
             }
             .into());
         }
-        let key = (Table::Correctable, keys::record_id(&target));
-        let mut entry: CorrectableEntry = self.get(&key)?.ok_or_else(|| {
-            value_error(
-                Table::Correctable,
-                &key.1,
-                "no entry for a committed correctable record: derived state is inconsistent",
-            )
-        })?;
+        // The view as last corrected, or the record itself if never corrected (it may be
+        // one of this block's).
+        let mut entry = read::correctable_at(self, &target, &location)?;
         if entry.retracted {
             return Err(Rejection::AlreadyRetracted { target }.into());
         }
@@ -1017,7 +1016,7 @@ impl<'a> BlockExecutor<'a> {
             self.put(meeting_key, &meeting_entry);
         }
         entry.corrections.push(context.id);
-        self.put(key, &entry);
+        self.put((Table::Correctable, keys::record_id(&target)), &entry);
         Ok(())
     }
 
@@ -1089,6 +1088,18 @@ impl StateReader for BlockExecutor<'_> {
     /// State as of the last accepted record of this block.
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
         self.get_bytes(&(table, key.to_vec()))
+    }
+
+    /// The records of earlier blocks, and those accepted so far in this one.
+    fn committed_record(
+        &self,
+        height: Height,
+        index: u32,
+    ) -> Result<Option<SignedRecord>, ReadError> {
+        if height == self.height {
+            return Ok(self.records.get(index as usize).map(|r| (*r).clone()));
+        }
+        self.reader.committed_record(height, index)
     }
 }
 

@@ -32,6 +32,7 @@ use std::collections::BTreeMap;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use branchledger_crypto::{Domain, Hash, TaggedHasher};
+use branchledger_types::{Height, SignedRecord};
 
 /// A table of derived state. Each is a column family in storage. Keys are built by the
 /// functions in [`keys`]; values are borsh of the types in this crate. Identifiers never
@@ -67,7 +68,10 @@ pub enum Table {
     MeetingsByBranch = 10,
     /// `issue_id` → the issue's state (open, claimed, progress, resolved, rating).
     Issues = 11,
-    /// `record_id` → the effective body of a correctable record and the corrections made to it.
+    /// `record_id` → the effective body of a correctable record and the corrections made to
+    /// it, written by its first correction. A correctable record never corrected has no entry:
+    /// its view is [`entries::CorrectableEntry::original`] of the record itself
+    /// ([`read::correctable`] makes it).
     Correctable = 12,
     /// `branch_id` → branch-wide counters (active members, records, issues resolved).
     BranchStats = 13,
@@ -237,10 +241,21 @@ pub use rejection::{ApplyError, BlockError, BlockRejection, Rejection};
 /// The buffer between a delta's encoding and its digest's hasher.
 const DIGEST_BUFFER_BYTES: usize = 8 * 1024;
 
-/// Reads current derived state (as of the end of the previous block).
+/// Reads current derived state (as of the end of the previous block), and the committed
+/// records it derives from.
 pub trait StateReader {
     /// The value under `key` in `table`, if any.
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError>;
+
+    /// The record committed at position `index` of the block at `height`, if there is one.
+    /// The rules read one only through its [`entries::RecordLocation`], to make the view of
+    /// a correctable record no correction has rewritten (see [`Table::Correctable`]); the
+    /// caller checks that it is the record it expects.
+    fn committed_record(
+        &self,
+        height: Height,
+        index: u32,
+    ) -> Result<Option<SignedRecord>, ReadError>;
 }
 
 /// A state read that failed (storage error or corrupt value).

@@ -2,13 +2,19 @@
 
 use std::collections::BTreeMap;
 
+use branchledger_types::{Height, SignedRecord};
+
 use crate::{ReadError, StateDelta, StateReader, Table};
 
-/// Every table in one ordered map, `(table, key) → value`. Applying the deltas of a chain's
-/// blocks in order gives the state a node's store holds after the last of them.
+/// Every table in one ordered map, `(table, key) → value`. Applying the blocks of a chain in
+/// order gives the state a node's store holds after the last of them.
+///
+/// It also keeps the committed records of the correctable kinds, the only ones the rules read
+/// back ([`StateReader::committed_record`]), by height and index.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemState {
     entries: BTreeMap<(Table, Vec<u8>), Vec<u8>>,
+    records: BTreeMap<(Height, u32), SignedRecord>,
 }
 
 impl MemState {
@@ -17,9 +23,16 @@ impl MemState {
         MemState::default()
     }
 
-    /// Applies a block's writes: values are set, `None` deletes. The delta is consumed, so its
-    /// keys and values move into the state rather than being copied.
-    pub fn apply_delta(&mut self, delta: StateDelta) {
+    /// Applies the block at `height`: its `records`, in block order, and the `delta` their
+    /// replay gave (values are set, `None` deletes). The delta is consumed, so its keys and
+    /// values move into the state rather than being copied.
+    pub fn apply_block(&mut self, height: Height, records: &[SignedRecord], delta: StateDelta) {
+        for (index, record) in records.iter().enumerate() {
+            if crate::is_correctable(record.record.body.kind()) {
+                let index = u32::try_from(index).expect("a block holds fewer than 2^32 records");
+                self.records.insert((height, index), record.clone());
+            }
+        }
         for (key, value) in delta.writes {
             match value {
                 Some(value) => {
@@ -70,5 +83,13 @@ impl StateReader for MemState {
         // The tuple key needs an owned Vec; a lookup allocates once, which is cheap next to
         // decoding the value.
         Ok(self.entries.get(&(table, key.to_vec())).cloned())
+    }
+
+    fn committed_record(
+        &self,
+        height: Height,
+        index: u32,
+    ) -> Result<Option<SignedRecord>, ReadError> {
+        Ok(self.records.get(&(height, index)).cloned())
     }
 }

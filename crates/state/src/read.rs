@@ -92,12 +92,56 @@ pub fn issue(
     get(reader, Table::Issues, &keys::id(issue_id.as_str()))
 }
 
-/// The effective view of a correctable record.
+/// The effective view of a committed correctable record: the entry its corrections wrote, or
+/// the record itself if none did. `None` if no record has this id or its kind is not
+/// correctable.
 pub fn correctable(
     reader: &(impl StateReader + ?Sized),
     record_id: &Hash,
 ) -> Result<Option<CorrectableEntry>, ReadError> {
-    get(reader, Table::Correctable, &keys::record_id(record_id))
+    let Some(location) = record_location(reader, record_id)? else {
+        return Ok(None);
+    };
+    if !crate::is_correctable(location.kind) {
+        return Ok(None);
+    }
+    correctable_at(reader, record_id, &location).map(Some)
+}
+
+/// [`correctable`] of the correctable record at `location` (its entry in
+/// [`Table::RecordLocations`]). The record read from the chain must be the one located: its id,
+/// branch and kind are checked, so a location or record that does not match is an error
+/// naming the table, never another record's view.
+pub fn correctable_at(
+    reader: &(impl StateReader + ?Sized),
+    record_id: &Hash,
+    location: &RecordLocation,
+) -> Result<CorrectableEntry, ReadError> {
+    let key = keys::record_id(record_id);
+    if let Some(entry) = get(reader, Table::Correctable, &key)? {
+        return Ok(entry);
+    }
+    let inconsistent = |what: String| value_error(Table::RecordLocations, &key, &what);
+    let record = reader
+        .committed_record(location.height, location.index)?
+        .ok_or_else(|| {
+            inconsistent(format!(
+                "no record at height {} index {}, where the record is located: derived state is \
+                 inconsistent",
+                location.height, location.index
+            ))
+        })?;
+    let body = &record.record.body;
+    if record.record.branch_id != location.branch_id
+        || body.kind() != location.kind
+        || record.id() != *record_id
+    {
+        return Err(inconsistent(format!(
+            "the record at height {} index {} is another record: derived state is inconsistent",
+            location.height, location.index
+        )));
+    }
+    Ok(CorrectableEntry::original(&record.record.branch_id, body))
 }
 
 /// Where a committed record is.

@@ -253,14 +253,15 @@ pub trait ChainReader {
         let location: RecordLocation =
             decode_value(locations, &location_key, &bytes, STATE_VALUE_BYTES_MAX)?;
         let key = record_key(location.height, location.index);
-        let bytes = self.get_raw(RECORDS, &key)?.ok_or_else(|| {
-            corrupt(
-                RECORDS,
-                &key,
-                format!("no record where record {record_id} is located"),
-            )
-        })?;
-        let stored: StoredRecord = decode_value(RECORDS, &key, &bytes, STORED_RECORD_BYTES_MAX)?;
+        let stored = self
+            .record_at(location.height, location.index)?
+            .ok_or_else(|| {
+                corrupt(
+                    RECORDS,
+                    &key,
+                    format!("no record where record {record_id} is located"),
+                )
+            })?;
         let actual = stored.record.id();
         if actual != *record_id {
             return Err(corrupt(
@@ -269,6 +270,17 @@ pub trait ChainReader {
                 format!("record {record_id} is located here, the stored record's id is {actual}"),
             ));
         }
+        Ok(Some(stored))
+    }
+
+    /// The record at position `index` of the block at `height`, if any. Checked: it is stored
+    /// under the key of the height and index it holds.
+    fn record_at(&self, height: Height, index: u32) -> Result<Option<StoredRecord>> {
+        let key = record_key(height, index);
+        let Some(bytes) = self.get_raw(RECORDS, &key)? else {
+            return Ok(None);
+        };
+        let stored: StoredRecord = decode_value(RECORDS, &key, &bytes, STORED_RECORD_BYTES_MAX)?;
         check_position(&stored, &key)?;
         Ok(Some(stored))
     }

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
 use branchledger_state::{ReadError, StateDelta, StateReader, Table};
 use branchledger_types::codec::{decode, encode};
-use branchledger_types::{CommittedBlock, Hash};
+use branchledger_types::{CommittedBlock, Hash, Height, SignedRecord};
 use rocksdb::{
     BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor,
     DBCompressionType, Options, WriteBatch, WriteOptions, DB,
@@ -533,6 +533,16 @@ impl ChainWriter for RocksStore {
 impl StateReader for RocksStore {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
         self.state_value(table, key)
+            .map_err(|e| ReadError(e.to_string()))
+    }
+
+    fn committed_record(
+        &self,
+        height: Height,
+        index: u32,
+    ) -> Result<Option<SignedRecord>, ReadError> {
+        self.record_at(height, index)
+            .map(|stored| stored.map(|stored| stored.record))
             .map_err(|e| ReadError(e.to_string()))
     }
 }

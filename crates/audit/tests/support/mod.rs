@@ -167,10 +167,9 @@ pub fn build_chain_of(
             records,
         };
         let commit = certify(&block, &[0, 1, 2]);
-        store
-            .commit_block(&CommittedBlock { block, commit }, &delta)
-            .expect("commit");
-        state.apply_delta(delta);
+        let committed = CommittedBlock { block, commit };
+        store.commit_block(&committed, &delta).expect("commit");
+        state.apply_block(height, &committed.block.records, delta);
         digest = next;
         prev = Some(header);
     }

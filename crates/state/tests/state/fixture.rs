@@ -123,7 +123,8 @@ impl Chain {
             records,
             &self.digest,
         )?;
-        self.state.apply_delta(delta.clone());
+        self.state
+            .apply_block(self.height + 1, records, delta.clone());
         self.height += 1;
         self.time_ms = time_ms;
         self.digest = digest;

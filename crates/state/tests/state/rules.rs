@@ -740,6 +740,82 @@ fn correction_moves_aggregates_and_keeps_history() {
     chain.ok(0, correction(session, Some(study("a1", 25))));
 }
 
+/// A correctable record never corrected writes no entry of its own: its view is the record,
+/// read back from the chain; the first correction writes the entry.
+#[test]
+fn an_uncorrected_record_is_its_own_view_until_a_correction_writes_one() {
+    let mut chain = populated();
+    let entries_before = chain.state.iter_table(Table::Correctable).count();
+    let session = chain.ok(0, study("a0", 60));
+    assert_eq!(
+        chain.state.iter_table(Table::Correctable).count(),
+        entries_before,
+        "no entry for a record never corrected"
+    );
+    let view = read::correctable(&chain.state, &session)
+        .expect("read")
+        .expect("a committed correctable record has a view");
+    assert_eq!(view.body, study("a0", 60));
+    assert_eq!(view.branch_id, b(0));
+    assert!(view.corrections.is_empty() && !view.retracted);
+    // Records of other kinds have none.
+    let joined_id = chain.ok(0, joined("a9", false));
+    assert_eq!(
+        read::correctable(&chain.state, &joined_id).expect("read"),
+        None
+    );
+    assert_eq!(
+        read::correctable(&chain.state, &Hash([9; 32])).expect("read"),
+        None
+    );
+
+    let fix = chain.ok(0, correction(session, Some(study("a0", 50))));
+    assert_eq!(
+        chain.state.iter_table(Table::Correctable).count(),
+        entries_before + 1
+    );
+    let view = read::correctable(&chain.state, &session)
+        .expect("read")
+        .expect("view");
+    assert_eq!((view.body, view.corrections), (study("a0", 50), vec![fix]));
+}
+
+/// A location that names a position holding another record, or none, is an error naming the
+/// table: the rules never take another record's body for the target's.
+#[test]
+fn a_location_that_does_not_hold_its_record_is_an_error() {
+    let mut chain = populated();
+    let session = chain.ok(0, study("a0", 60));
+    let other = chain.ok(0, study("a1", 30));
+    let location_of = |chain: &Chain, id: &Hash| {
+        read::record_location(&chain.state, id)
+            .expect("read")
+            .expect("located")
+    };
+    let mut wrong = location_of(&chain, &session);
+    wrong.index = location_of(&chain, &other).index;
+    wrong.height = location_of(&chain, &other).height;
+    let mut tampered = chain.state.clone();
+    tampered.insert_raw(
+        Table::RecordLocations,
+        keys::record_id(&session),
+        branchledger_types::encode(&wrong),
+    );
+    let error = read::correctable(&tampered, &session).expect_err("another record's position");
+    assert!(
+        error.0.contains("index_record_location") && error.0.contains("another record"),
+        "{error}"
+    );
+    wrong.height += 1_000;
+    tampered.insert_raw(
+        Table::RecordLocations,
+        keys::record_id(&session),
+        branchledger_types::encode(&wrong),
+    );
+    let error = read::correctable(&tampered, &session).expect_err("no record there");
+    assert!(error.0.contains("no record at height"), "{error}");
+}
+
 #[test]
 fn correction_retraction_and_double_retraction() {
     let mut chain = populated();
