@@ -200,15 +200,6 @@ impl SetDigest {
         [hash.h1, hash.h2]
     }
 
-    /// Takes back one entry of `table` added before.
-    pub fn remove(&mut self, secret: &DigestKey, table: Table, key: &[u8], value: &[u8]) {
-        let hash = Self::hash(secret, table, key, value);
-        for (lane, word) in self.sum.iter_mut().zip(hash) {
-            *lane = lane.wrapping_sub(word);
-        }
-        self.count = self.count.wrapping_sub(1);
-    }
-
     /// Entries added.
     pub fn count(&self) -> u64 {
         self.count
@@ -645,12 +636,6 @@ mod tests {
         }
         assert_eq!(forward, backward);
         assert_eq!(forward.count(), 50);
-        // An entry taken back leaves the digest as it was without it.
-        let mut taken_back = forward;
-        taken_back.add(&secret, Table::Correctable, b"k", b"v1");
-        assert_ne!(taken_back, forward);
-        taken_back.remove(&secret, Table::Correctable, b"k", b"v1");
-        assert_eq!(taken_back, forward);
 
         let digest_of = |entries: &[(Vec<u8>, Vec<u8>)], table: Table| {
             let mut d = SetDigest::default();

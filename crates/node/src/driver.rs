@@ -343,11 +343,9 @@ impl Driver {
     ) -> Result<Vec<Result<Hash, AdmitError>>, DriverError> {
         // Only records to gossip on are needed again after admission.
         let to_gossip = gossip.then(|| records.clone());
-        let results = self.mempool.admit(
-            self.ledger.genesis(),
-            self.ledger.store().as_ref(),
-            records,
-        );
+        let results =
+            self.mempool
+                .admit(self.ledger.genesis(), self.ledger.store().as_ref(), records);
         if let Some(records) = to_gossip {
             let admitted: Vec<SignedRecord> = records
                 .into_iter()
