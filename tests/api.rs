@@ -1149,6 +1149,44 @@ async fn every_query_answers_from_the_committed_state() {
         .expect("event")
         .expect("open");
     assert!(event.record_ids.contains(&next.record_id));
+
+    // The view of a correctable record: the record itself until a correction makes one.
+    let view = |id: &str| {
+        let mut ledger = c.ledger.clone();
+        let id = id.to_owned();
+        async move {
+            ledger
+                .get_record(pb::GetRecordRequest { record_id: id })
+                .await
+                .expect("record")
+                .into_inner()
+        }
+    };
+    let minutes_of = |body: Option<pb::RecordBody>| match body.and_then(|b| b.kind) {
+        Some(pb::record_body::Kind::StudySession(s)) => s.minutes,
+        other => panic!("not a study session: {other:?}"),
+    };
+    let uncorrected = view(&sessions[0].record_id).await;
+    assert_eq!(minutes_of(uncorrected.effective_body), 30);
+    assert!(uncorrected.corrections.is_empty() && !uncorrected.retracted);
+    let fix = submit
+        .submit_record(record_request(kind(pb::record_body::Kind::Correction(
+            Box::new(pb::Correction {
+                target: sessions[1].record_id.clone(),
+                reason: "entered wrongly".into(),
+                replacement: Some(Box::new(with_study(|s| {
+                    s.minutes = 50;
+                    s.occurred_on = "2026-02-10".into();
+                }))),
+            }),
+        ))))
+        .await
+        .expect("correction")
+        .into_inner();
+    assert!(fix.committed.is_some(), "{fix:?}");
+    let corrected = view(&sessions[1].record_id).await;
+    assert_eq!(minutes_of(corrected.effective_body), 50);
+    assert_eq!(corrected.corrections, vec![fix.record_id.clone()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,10 +5,11 @@
 //! every table (`Keep::All`, the exact pass, which can name the first entry that differs)
 //! or only the tables the state rules read (`Keep::Read`, the fast pass). In the fast pass
 //! the tables the rules only ever write (the member-history and by-period indexes, two of
-//! the three entries every record makes besides its totals) are not stored: each is summarised by a
-//! [`SetDigest`], a keyed multiset hash of its entries, and the node's stored tables are
-//! summarised the same way by a thread that reads them while the replay runs. Equal digests
-//! of every table mean equal tables; any difference sends the audit to the exact pass.
+//! the three entries every record makes besides its totals) are not stored: each is
+//! summarised by a [`SetDigest`], a keyed multiset hash of its entries, and the node's stored
+//! tables are summarised the same way by a thread that reads them while the replay runs.
+//! Equal digests of every table mean equal tables; any difference sends the audit to the
+//! exact pass.
 //!
 //! The record locations (one entry per record, written once, never changed, each holding the
 //! height of the block that wrote it) are not stored by the fast pass either: they are
