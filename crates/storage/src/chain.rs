@@ -622,6 +622,37 @@ fn record_ids_for<R: ChainReader + ?Sized>(reader: &R, header: &BlockHeader) -> 
     Ok(ids)
 }
 
+/// The state rules' [`branchledger_state::StateReader`] for a store: state values, and the
+/// records at their positions of the chain, storage errors given as read errors.
+macro_rules! impl_state_reader {
+    ($store:ty) => {
+        impl branchledger_state::StateReader for $store {
+            fn get(
+                &self,
+                table: branchledger_state::Table,
+                key: &[u8],
+            ) -> std::result::Result<Option<Vec<u8>>, branchledger_state::ReadError> {
+                crate::chain::ChainReader::state_value(self, table, key)
+                    .map_err(|e| branchledger_state::ReadError(e.to_string()))
+            }
+
+            fn committed_record(
+                &self,
+                height: branchledger_types::Height,
+                index: u32,
+            ) -> std::result::Result<
+                Option<branchledger_types::SignedRecord>,
+                branchledger_state::ReadError,
+            > {
+                crate::chain::ChainReader::record_at(self, height, index)
+                    .map(|stored| stored.map(|stored| stored.record))
+                    .map_err(|e| branchledger_state::ReadError(e.to_string()))
+            }
+        }
+    };
+}
+pub(crate) use impl_state_reader;
+
 /// A stored record must sit under the key of its own height and index.
 fn check_position(stored: &StoredRecord, key: &[u8]) -> Result<()> {
     if record_key(stored.height, stored.index) != key {

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Mutex, PoisonError, RwLock};
 
-use branchledger_state::{ReadError, StateDelta, StateReader, Table};
-use branchledger_types::{CommittedBlock, Hash, Height, SignedRecord};
+use branchledger_state::StateDelta;
+use branchledger_types::{CommittedBlock, Hash};
 
 use crate::chain::{plan_commit, ChainReader, ChainWriter};
 use crate::error::Result;
@@ -86,19 +86,4 @@ impl ChainWriter for MemStore {
     }
 }
 
-impl StateReader for MemStore {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
-        self.state_value(table, key)
-            .map_err(|e| ReadError(e.to_string()))
-    }
-
-    fn committed_record(
-        &self,
-        height: Height,
-        index: u32,
-    ) -> Result<Option<SignedRecord>, ReadError> {
-        self.record_at(height, index)
-            .map(|stored| stored.map(|stored| stored.record))
-            .map_err(|e| ReadError(e.to_string()))
-    }
-}
+crate::chain::impl_state_reader!(MemStore);

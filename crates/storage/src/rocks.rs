@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
 
-use branchledger_state::{ReadError, StateDelta, StateReader, Table};
+use branchledger_state::{StateDelta, Table};
 use branchledger_types::codec::{decode, encode};
-use branchledger_types::{CommittedBlock, Hash, Height, SignedRecord};
+use branchledger_types::{CommittedBlock, Hash};
 use rocksdb::{
     BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor,
     DBCompressionType, Options, WriteBatch, WriteOptions, DB,
@@ -530,22 +530,7 @@ impl ChainWriter for RocksStore {
     }
 }
 
-impl StateReader for RocksStore {
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
-        self.state_value(table, key)
-            .map_err(|e| ReadError(e.to_string()))
-    }
-
-    fn committed_record(
-        &self,
-        height: Height,
-        index: u32,
-    ) -> Result<Option<SignedRecord>, ReadError> {
-        self.record_at(height, index)
-            .map(|stored| stored.map(|stored| stored.record))
-            .map_err(|e| ReadError(e.to_string()))
-    }
-}
+crate::chain::impl_state_reader!(RocksStore);
 
 #[cfg(test)]
 mod tests {
