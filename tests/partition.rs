@@ -226,10 +226,27 @@ async fn a_two_two_split_commits_nothing_and_forks_nothing_and_heals() {
     cluster.start_all();
     cluster.wait_connected().await;
     support::join_members(&cluster, 0..4, 30_000).await;
-    let before = cluster.status(0).await.expect("status").height;
-    cluster
-        .wait_height(0..4, before, Duration::from_secs(30))
-        .await;
+    // Settle first: a node may already hold a commit another has not seen yet, so the
+    // split starts only once every node reports one height and has nothing pending.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let before = loop {
+        let mut seen = Vec::new();
+        for i in 0..4 {
+            seen.push(cluster.status(i).await.expect("status"));
+        }
+        let height = seen[0].height;
+        if seen
+            .iter()
+            .all(|s| s.height == height && s.mempool_records == 0)
+        {
+            break height;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the nodes never settled: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     lab.split(&[0, 1]);
     let left = submit(&cluster, 0, study("m-0", 20), 3_000)
         .await
