@@ -238,3 +238,34 @@ fn submit_import_and_query_through_the_command_line() {
         stderr(&missing)
     );
 }
+
+#[test]
+fn a_failure_is_its_message_and_causes_never_a_backtrace() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("no-such-genesis.json");
+    for backtrace in ["0", "1", "full"] {
+        let output = branchd()
+            .args(["audit", "verify", "--genesis"])
+            .arg(&missing)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("RUST_BACKTRACE", backtrace)
+            .env("RUST_LIB_BACKTRACE", backtrace)
+            .output()
+            .expect("run branchd");
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        let text = stderr(&output);
+        assert!(
+            text.starts_with("Error: "),
+            "RUST_BACKTRACE={backtrace}: {text}"
+        );
+        assert!(
+            text.contains("no-such-genesis.json"),
+            "RUST_BACKTRACE={backtrace}: the message names the file: {text}"
+        );
+        assert!(
+            !text.contains("backtrace") && !text.contains("rust_begin_unwind"),
+            "RUST_BACKTRACE={backtrace}: {text}"
+        );
+    }
+}

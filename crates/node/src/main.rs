@@ -25,6 +25,7 @@ mod start;
 mod testnet;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use branchledger_crypto::Signer;
@@ -261,8 +262,32 @@ impl From<RoleArg> for KeyRole {
     }
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+/// Runs the command. A failure is printed as its message and causes, never as a backtrace
+/// (whatever `RUST_BACKTRACE` says: an operator's mistake is not a crash), and exits 1.
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprint!("{}", failure_message(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `Error: message`, then each cause on a line of its own.
+fn failure_message(error: &anyhow::Error) -> String {
+    let mut message = format!("Error: {error}\n");
+    let mut causes = error.chain().skip(1).peekable();
+    if causes.peek().is_some() {
+        message.push_str("\nCaused by:\n");
+        for (i, cause) in causes.enumerate() {
+            message.push_str(&format!("    {i}: {cause}\n"));
+        }
+    }
+    message
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Devnet(args) => devnet::run(args),
         Command::Init {
