@@ -595,7 +595,9 @@ impl Driver {
                 block_id,
                 certificate,
             } => {
-                let Some(block) = self.blocks.get(&block_id).cloned() else {
+                // Taken, not copied: every block of this height goes after the commit anyway,
+                // and a failed commit stops the node loop.
+                let Some(block) = self.blocks.remove(&block_id) else {
                     // A quorum decided a block this node never received (it was down or
                     // partitioned when it was proposed). Block sync fetches it with its
                     // certificate; see `Driver::sync_from`.
