@@ -48,10 +48,14 @@ pub struct Page<T> {
 /// An entry of a record index ([`Table::MemberHistory`], [`Table::RecordsByBranchKindPeriod`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexEntry {
-    /// The index key (it holds the height and the index in block).
+    /// The index key (it ends with the height and the index in block).
     pub key: Vec<u8>,
     /// The record id it points to.
     pub record_id: Hash,
+    /// The height of the record's block, from the key.
+    pub height: Height,
+    /// The record's index in its block, from the key.
+    pub index: u32,
 }
 
 /// Reads the chain and derived state. The node, the API and the auditor code against this
@@ -271,6 +275,34 @@ pub trait ChainReader {
             ));
         }
         Ok(Some(stored))
+    }
+
+    /// The record an index entry points at, read at the position its key holds (one point
+    /// read, not a lookup of the id first) and checked to be the record the entry names.
+    fn indexed_record(&self, table: Table, entry: &IndexEntry) -> Result<StoredRecord> {
+        let column = Column::State(table);
+        let stored = self.record_at(entry.height, entry.index)?.ok_or_else(|| {
+            corrupt(
+                column,
+                &entry.key,
+                format!(
+                    "no record at height {} index {}, where the entry points",
+                    entry.height, entry.index
+                ),
+            )
+        })?;
+        let actual = stored.record.id();
+        if actual != entry.record_id {
+            return Err(corrupt(
+                column,
+                &entry.key,
+                format!(
+                    "the entry names record {}, the record at height {} index {} is {actual}",
+                    entry.record_id, entry.height, entry.index
+                ),
+            ));
+        }
+        Ok(stored)
     }
 
     /// The record at position `index` of the block at `height`, if any. Checked: it is stored
@@ -701,6 +733,9 @@ fn block_for<R: ChainReader + ?Sized>(reader: &R, header: BlockHeader) -> Result
     Ok(Block { header, records })
 }
 
+/// An index key's last bytes: the record's height (u64) and index in block (u32), big-endian.
+const INDEX_POSITION_BYTES: usize = 12;
+
 fn index_page<R: ChainReader + ?Sized>(
     reader: &R,
     table: Table,
@@ -715,7 +750,31 @@ fn index_page<R: ChainReader + ?Sized>(
         .into_iter()
         .map(|(key, value)| {
             let record_id: Hash = decode_value(column, &key, &value, 32)?;
-            Ok(IndexEntry { key, record_id })
+            let (height, index) = key
+                .len()
+                .checked_sub(INDEX_POSITION_BYTES)
+                .filter(|at| *at >= prefix.len())
+                .map(|at| {
+                    let (height, index) = key[at..].split_at(8);
+                    (
+                        u64::from_be_bytes(height.try_into().expect("8 bytes")),
+                        u32::from_be_bytes(index.try_into().expect("4 bytes")),
+                    )
+                })
+                .ok_or_else(|| {
+                    corrupt(
+                        column,
+                        &key,
+                        "an index key ends with its record's height and index (12 bytes)"
+                            .to_owned(),
+                    )
+                })?;
+            Ok(IndexEntry {
+                key,
+                record_id,
+                height,
+                index,
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Page {

@@ -262,6 +262,13 @@ fn paginates<S: ChainWriter>(store: &S) {
     let expected: Vec<Hash> = blocks.iter().map(|b| b.block.records[0].id()).collect();
     assert_eq!(seen, expected, "time-ordered, nothing skipped or repeated");
     assert_eq!(pages, 3);
+    // Every entry knows where its record is, and the record read there is the one it names.
+    let page = store.member_history(MEMBERS[0], None, 10).unwrap();
+    for (entry, block) in page.items.iter().zip(&blocks) {
+        assert_eq!((entry.height, entry.index), (block.block.header.height, 0));
+        let stored = store.indexed_record(Table::MemberHistory, entry).unwrap();
+        assert_eq!(stored.record, block.block.records[0]);
+    }
 
     // The branch index holds all 15 in commit order; a full last page has no cursor.
     let page = store
@@ -530,6 +537,46 @@ fn detects_tampered_values_when_reading_back() {
         Column::State(Table::MemberHistory),
         &keys::member_history(MEMBERS[0], 1, 0),
         b"short",
+    );
+    assert!(is_corrupt(
+        open(dir.path()).member_history(MEMBERS[0], None, 10),
+        "index_member_history"
+    ));
+
+    // An entry naming another record than the one at its position is corrupt when read (the
+    // entry above is put back first; the record at height 1 was tampered with above).
+    tamper(
+        dir.path(),
+        Column::State(Table::MemberHistory),
+        &keys::member_history(MEMBERS[0], 1, 0),
+        &encode(&blocks[0].block.records[0].id()),
+    );
+    let other = blocks[3].block.records[0].id();
+    tamper(
+        dir.path(),
+        Column::State(Table::MemberHistory),
+        &keys::member_history(MEMBERS[0], 3, 0),
+        &encode(&other),
+    );
+    let store = open(dir.path());
+    let page = store.member_history(MEMBERS[0], None, 10).unwrap();
+    assert_eq!((page.items[2].height, page.items[2].index), (3, 0));
+    assert_eq!(page.items[2].record_id, other);
+    assert!(is_corrupt(
+        store.indexed_record(Table::MemberHistory, &page.items[2]),
+        "index_member_history"
+    ));
+    let fine = store
+        .indexed_record(Table::MemberHistory, &page.items[3])
+        .unwrap();
+    assert_eq!(fine.record.id(), other);
+    drop(store);
+    // A key too short to end with a position is corrupt when paged.
+    tamper(
+        dir.path(),
+        Column::State(Table::MemberHistory),
+        &keys::id_prefix(MEMBERS[0]),
+        &encode(&other),
     );
     assert!(is_corrupt(
         open(dir.path()).member_history(MEMBERS[0], None, 10),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use branchledger_api::{convert, pb};
 use branchledger_crypto::Hash;
-use branchledger_state::{keys, read};
+use branchledger_state::{keys, read, Table};
 use branchledger_storage::{ChainReader, IndexEntry, Page, RocksStore, StoredRecord};
 use branchledger_types::{BlockHeader, Height, RecordKind, ValidationError};
 use tokio::sync::{broadcast, mpsc, Semaphore};
@@ -72,14 +72,17 @@ fn location(stored: &StoredRecord, header: &BlockHeader) -> pb::RecordLocation {
 }
 
 /// The records an index page points to, with where each is.
-fn records_of(store: &RocksStore, page: Page<IndexEntry>) -> Result<pb::RecordPage, Status> {
+/// The records of a page of `table` (an index keyed by the records' positions), each read
+/// where the index says it is.
+fn records_of(
+    store: &RocksStore,
+    table: Table,
+    page: Page<IndexEntry>,
+) -> Result<pb::RecordPage, Status> {
     let mut headers: BTreeMap<Height, BlockHeader> = BTreeMap::new();
     let mut records = Vec::with_capacity(page.items.len());
     for entry in page.items {
-        let stored = store
-            .record(&entry.record_id)
-            .map_err(internal)?
-            .ok_or_else(|| internal(format!("indexed record {} is not stored", entry.record_id)))?;
+        let stored = store.indexed_record(table, &entry).map_err(internal)?;
         if let std::collections::btree_map::Entry::Vacant(slot) = headers.entry(stored.height) {
             slot.insert(header_at(store, stored.height)?);
         }
@@ -248,7 +251,7 @@ impl pb::ledger_server::Ledger for LedgerService {
             let page = store
                 .member_history(&request.member_id, after.as_deref(), limit)
                 .map_err(internal)?;
-            records_of(&store, page).map(Response::new)
+            records_of(&store, Table::MemberHistory, page).map(Response::new)
         })
         .await
     }
@@ -286,7 +289,7 @@ impl pb::ledger_server::Ledger for LedgerService {
                     limit,
                 )
                 .map_err(internal)?;
-            records_of(&store, page).map(Response::new)
+            records_of(&store, Table::RecordsByBranchKindPeriod, page).map(Response::new)
         })
         .await
     }
