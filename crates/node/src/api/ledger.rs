@@ -71,9 +71,8 @@ fn location(stored: &StoredRecord, header: &BlockHeader) -> pb::RecordLocation {
     }
 }
 
-/// The records an index page points to, with where each is.
-/// The records of a page of `table` (an index keyed by the records' positions), each read
-/// where the index says it is.
+/// The records a page of the index `table` points to, with where each is: each is read at the
+/// position its index key holds.
 fn records_of(
     store: &RocksStore,
     table: Table,
