@@ -48,6 +48,8 @@ pub struct Page<T> {
 /// An entry of a record index ([`Table::MemberHistory`], [`Table::RecordsByBranchKindPeriod`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexEntry {
+    /// The index table the entry is from.
+    pub table: Table,
     /// The index key (it ends with the height and the index in block).
     pub key: Vec<u8>,
     /// The record id it points to.
@@ -279,8 +281,8 @@ pub trait ChainReader {
 
     /// The record an index entry points at, read at the position its key holds (one point
     /// read, not a lookup of the id first) and checked to be the record the entry names.
-    fn indexed_record(&self, table: Table, entry: &IndexEntry) -> Result<StoredRecord> {
-        let column = Column::State(table);
+    fn indexed_record(&self, entry: &IndexEntry) -> Result<StoredRecord> {
+        let column = Column::State(entry.table);
         let stored = self.record_at(entry.height, entry.index)?.ok_or_else(|| {
             corrupt(
                 column,
@@ -770,6 +772,7 @@ fn index_page<R: ChainReader + ?Sized>(
                     )
                 })?;
             Ok(IndexEntry {
+                table,
                 key,
                 record_id,
                 height,

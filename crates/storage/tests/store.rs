@@ -266,7 +266,7 @@ fn paginates<S: ChainWriter>(store: &S) {
     let page = store.member_history(MEMBERS[0], None, 10).unwrap();
     for (entry, block) in page.items.iter().zip(&blocks) {
         assert_eq!((entry.height, entry.index), (block.block.header.height, 0));
-        let stored = store.indexed_record(Table::MemberHistory, entry).unwrap();
+        let stored = store.indexed_record(entry).unwrap();
         assert_eq!(stored.record, block.block.records[0]);
     }
 
@@ -563,12 +563,10 @@ fn detects_tampered_values_when_reading_back() {
     assert_eq!((page.items[2].height, page.items[2].index), (3, 0));
     assert_eq!(page.items[2].record_id, other);
     assert!(is_corrupt(
-        store.indexed_record(Table::MemberHistory, &page.items[2]),
+        store.indexed_record(&page.items[2]),
         "index_member_history"
     ));
-    let fine = store
-        .indexed_record(Table::MemberHistory, &page.items[3])
-        .unwrap();
+    let fine = store.indexed_record(&page.items[3]).unwrap();
     assert_eq!(fine.record.id(), other);
     drop(store);
     // A key too short to end with a position is corrupt when paged.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use branchledger_api::{convert, pb};
 use branchledger_crypto::Hash;
-use branchledger_state::{keys, read, Table};
+use branchledger_state::{keys, read};
 use branchledger_storage::{ChainReader, IndexEntry, Page, RocksStore, StoredRecord};
 use branchledger_types::{BlockHeader, Height, RecordKind, ValidationError};
 use tokio::sync::{broadcast, mpsc, Semaphore};
@@ -71,17 +71,13 @@ fn location(stored: &StoredRecord, header: &BlockHeader) -> pb::RecordLocation {
     }
 }
 
-/// The records a page of the index `table` points to, with where each is: each is read at the
-/// position its index key holds.
-fn records_of(
-    store: &RocksStore,
-    table: Table,
-    page: Page<IndexEntry>,
-) -> Result<pb::RecordPage, Status> {
+/// The records an index page points to, with where each is: each is read at the position its
+/// index key holds.
+fn records_of(store: &RocksStore, page: Page<IndexEntry>) -> Result<pb::RecordPage, Status> {
     let mut headers: BTreeMap<Height, BlockHeader> = BTreeMap::new();
     let mut records = Vec::with_capacity(page.items.len());
     for entry in page.items {
-        let stored = store.indexed_record(table, &entry).map_err(internal)?;
+        let stored = store.indexed_record(&entry).map_err(internal)?;
         if let std::collections::btree_map::Entry::Vacant(slot) = headers.entry(stored.height) {
             slot.insert(header_at(store, stored.height)?);
         }
@@ -250,7 +246,7 @@ impl pb::ledger_server::Ledger for LedgerService {
             let page = store
                 .member_history(&request.member_id, after.as_deref(), limit)
                 .map_err(internal)?;
-            records_of(&store, Table::MemberHistory, page).map(Response::new)
+            records_of(&store, page).map(Response::new)
         })
         .await
     }
@@ -288,7 +284,7 @@ impl pb::ledger_server::Ledger for LedgerService {
                     limit,
                 )
                 .map_err(internal)?;
-            records_of(&store, Table::RecordsByBranchKindPeriod, page).map(Response::new)
+            records_of(&store, page).map(Response::new)
         })
         .await
     }
