@@ -50,11 +50,18 @@ fn a_short_cluster_benchmark_loses_nothing_and_reports_its_ceiling() {
         step["committed"].as_u64().expect("committed") > 0,
         "{report}"
     );
-    // What the validators spent per record was measured.
+    // What the validators spent per record was measured, and what they received by gossip:
+    // records (each node admits only a quarter of them itself) and proposals with votes.
     assert!(
         step["node_cpu_us_per_record"].as_f64().expect("node CPU") > 0.0,
         "{report}"
     );
+    for topic in ["record", "consensus"] {
+        let bytes = step[format!("gossip_{topic}_bytes_per_record")]
+            .as_f64()
+            .expect("gossip bytes");
+        assert!(bytes > 0.0, "no {topic} gossip counted: {report}");
+    }
     // The run at half the rate, with a query load on one node meanwhile.
     assert_eq!(report["half"]["lost"], 0, "{report}");
     let queries = report["queries_during_half"].as_array().expect("queries");

@@ -107,6 +107,12 @@ pub struct StepReport {
     /// (`1e6 / batch_verify_per_core`). Less noisy than the committed rate when the machine's
     /// load moves, so it is the figure to compare two builds by.
     pub node_cpu_us_per_record: f64,
+    /// Gossip bytes a node received per committed record, over the step, on the records topic
+    /// (the records themselves, as admitted elsewhere): from the nodes' own gossipsub
+    /// counters, summed over the nodes and divided by the committed records and the validators.
+    pub gossip_record_bytes_per_record: f64,
+    /// The same on the consensus topic (proposals with their blocks, votes).
+    pub gossip_consensus_bytes_per_record: f64,
 }
 
 /// Clock ticks per second of `/proc/PID/stat`'s times (`USER_HZ`, 100 on every Linux ABI).
@@ -175,6 +181,54 @@ pub fn peak_rss(pid: u32) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
         .map_or(0, |kib| kib * 1024)
+}
+
+/// Longest wait for a node's `/metrics` answer.
+const METRICS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most bytes read of a `/metrics` answer.
+const METRICS_BYTES_MAX: u64 = 4 * 1024 * 1024;
+
+/// A node's `/metrics` text, or `None` if it does not answer.
+pub fn scrape(address: std::net::SocketAddr) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect_timeout(&address, METRICS_TIMEOUT).ok()?;
+    socket.set_read_timeout(Some(METRICS_TIMEOUT)).ok()?;
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    socket
+        .take(METRICS_BYTES_MAX)
+        .read_to_string(&mut response)
+        .ok()?;
+    Some(response)
+}
+
+/// Bytes received on the gossip topic whose name ends with `/{topic}/1`, from a node's
+/// metrics text (0 if the counter is not there yet).
+pub fn gossip_received_bytes(metrics: &str, topic: &str) -> u64 {
+    let suffix = format!("/{topic}/1\"}}");
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("branchd_gossipsub_topic_msg_recv_bytes_total{"))
+        .filter_map(|line| line.split_once(' '))
+        .filter(|(series, _)| series.ends_with(&suffix))
+        .filter_map(|(_, value)| value.trim().parse::<f64>().ok())
+        .map(|value| value as u64)
+        .sum()
+}
+
+/// Gossip bytes all the nodes have received so far: (records topic, consensus topic).
+fn gossip_bytes(metrics: &[std::net::SocketAddr]) -> (u64, u64) {
+    metrics.iter().filter_map(|address| scrape(*address)).fold(
+        (0, 0),
+        |(records, consensus), text| {
+            (
+                records + gossip_received_bytes(&text, "records"),
+                consensus + gossip_received_bytes(&text, "consensus"),
+            )
+        },
+    )
 }
 
 /// Longest wait for the mempools to drain between steps.
@@ -298,9 +352,19 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
     let mut nonce_base = 1_000_000_000u64;
     let pids = network.pids();
     let nodes_cpu_ns = || pids.iter().copied().map(cpu_ns).sum::<u64>();
+    let metrics = (0..args.validators)
+        .map(|i| {
+            let home = net.join(format!("node{i}"));
+            crate::config::NodeConfig::load(&home.join("config/config.toml"))?
+                .metrics
+                .listen
+                .with_context(|| format!("node {i} has no metrics endpoint"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut load = |rate: u64| -> Result<StepReport> {
         runtime.block_on(drained(&network.apis))?;
         let cpu_before = nodes_cpu_ns();
+        let gossip_before = gossip_bytes(&metrics);
         eprintln!("bench: offering {rate} records/s for {} s", args.seconds);
         let output = Command::new(&exe)
             .args(["bench", "load", "--net"])
@@ -321,21 +385,31 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
             );
         }
         let node_cpu_seconds = nodes_cpu_ns().saturating_sub(cpu_before) as f64 / 1e9;
+        let gossip_after = gossip_bytes(&metrics);
         let report: LoadReport = serde_json::from_slice(&output.stdout)
             .context("reading the load generator's report")?;
-        let node_cpu_us_per_record = if report.committed == 0 {
-            0.0
-        } else {
-            node_cpu_seconds * 1e6 / report.committed as f64 / args.validators as f64
+        let per_record_and_node = |total: f64| {
+            if report.committed == 0 {
+                0.0
+            } else {
+                total / report.committed as f64 / args.validators as f64
+            }
         };
+        let node_cpu_us_per_record = per_record_and_node(node_cpu_seconds * 1e6);
+        let gossip_record_bytes_per_record =
+            per_record_and_node(gossip_after.0.saturating_sub(gossip_before.0) as f64);
+        let gossip_consensus_bytes_per_record =
+            per_record_and_node(gossip_after.1.saturating_sub(gossip_before.1) as f64);
         eprintln!(
-            "bench:   committed {:.0}/s, lost {}, full {}, p50 {:.0} ms, p99 {:.0} ms, {:.1} µs of node CPU per record and node; generator {:.1} s of CPU, host {:.2} cores busy",
+            "bench:   committed {:.0}/s, lost {}, full {}, p50 {:.0} ms, p99 {:.0} ms, {:.1} µs of node CPU per record and node; gossip received per record and node {:.0} B of records, {:.0} B of consensus; generator {:.1} s of CPU, host {:.2} cores busy",
             report.committed_per_second,
             report.lost,
             report.refused_full,
             report.p50_ms,
             report.p99_ms,
             node_cpu_us_per_record,
+            gossip_record_bytes_per_record,
+            gossip_consensus_bytes_per_record,
             report.generator_cpu_seconds,
             report.host_busy_cores
         );
@@ -343,6 +417,8 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
             load: report,
             node_cpu_seconds,
             node_cpu_us_per_record,
+            gossip_record_bytes_per_record,
+            gossip_consensus_bytes_per_record,
         })
     };
     let rates = if args.rates.is_empty() {
@@ -438,6 +514,21 @@ mod tests {
                     1234 56 0 0 20 0 9 0 100 1000 10 18446744073709551615";
         assert_eq!(process_ticks(stat), Some(1234 + 56));
         assert_eq!(process_ticks("4242 (branchd) S 1"), None);
+    }
+
+    #[test]
+    fn gossip_bytes_are_read_per_topic_from_the_metrics_text() {
+        let text = "\
+# HELP branchd_gossipsub_topic_msg_recv_bytes_total Bytes received.
+branchd_gossipsub_topic_msg_recv_bytes_total{hash=\"/branchledger/c/consensus/1\"} 4258
+branchd_gossipsub_topic_msg_recv_bytes_total{hash=\"/branchledger/c/records/1\"} 42173654
+branchd_gossipsub_topic_msg_recv_bytes_unfiltered_total{hash=\"/branchledger/c/records/1\"} 9
+branchd_gossipsub_topic_msg_sent_bytes_total{hash=\"/branchledger/c/records/1\"} 7
+";
+        assert_eq!(gossip_received_bytes(text, "records"), 42_173_654);
+        assert_eq!(gossip_received_bytes(text, "consensus"), 4_258);
+        assert_eq!(gossip_received_bytes(text, "other"), 0);
+        assert_eq!(gossip_received_bytes("", "records"), 0);
     }
 
     #[test]
