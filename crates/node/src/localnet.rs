@@ -35,6 +35,8 @@ pub struct Network {
     children: Vec<Child>,
     /// The API of each node.
     pub apis: Vec<ApiArgs>,
+    /// The `/metrics` address of each node, if it serves one.
+    pub metrics: Vec<Option<std::net::SocketAddr>>,
 }
 
 impl Network {
@@ -45,6 +47,7 @@ impl Network {
         let mut network = Network {
             children: Vec::new(),
             apis: Vec::new(),
+            metrics: Vec::new(),
         };
         for i in 0..count {
             let home = net.join(format!("node{i}"));
@@ -57,7 +60,9 @@ impl Network {
                 .spawn()
                 .with_context(|| format!("starting node {i}"))?;
             network.children.push(child);
-            network.apis.push(api_of(&home)?);
+            let config = crate::config::NodeConfig::load(&home.join("config/config.toml"))?;
+            network.apis.push(api_args(&config));
+            network.metrics.push(config.metrics.listen);
         }
         Ok(network)
     }
@@ -99,13 +104,12 @@ impl Drop for Network {
     }
 }
 
-/// The API address and token of the node home `home`.
-pub fn api_of(home: &Path) -> Result<ApiArgs> {
-    let config = crate::config::NodeConfig::load(&home.join("config/config.toml"))?;
-    Ok(ApiArgs {
+/// The API address and token a node's configuration gives.
+fn api_args(config: &crate::config::NodeConfig) -> ApiArgs {
+    ApiArgs {
         api: format!("http://{}", config.api.listen),
-        token: config.api.token,
-    })
+        token: config.api.token.clone(),
+    }
 }
 
 /// Waits until every node answers and is connected to all the others.

@@ -352,14 +352,11 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
     let mut nonce_base = 1_000_000_000u64;
     let pids = network.pids();
     let nodes_cpu_ns = || pids.iter().copied().map(cpu_ns).sum::<u64>();
-    let metrics = (0..args.validators)
-        .map(|i| {
-            let home = net.join(format!("node{i}"));
-            crate::config::NodeConfig::load(&home.join("config/config.toml"))?
-                .metrics
-                .listen
-                .with_context(|| format!("node {i} has no metrics endpoint"))
-        })
+    let metrics = network
+        .metrics
+        .iter()
+        .enumerate()
+        .map(|(i, listen)| listen.with_context(|| format!("node {i} has no metrics endpoint")))
         .collect::<Result<Vec<_>>>()?;
     let mut load = |rate: u64| -> Result<StepReport> {
         runtime.block_on(drained(&network.apis))?;
