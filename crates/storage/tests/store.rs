@@ -264,6 +264,7 @@ fn paginates<S: ChainWriter>(store: &S) {
     assert_eq!(pages, 3);
     // Every entry knows where its record is, and the record read there is the one it names.
     let page = store.member_history(MEMBERS[0], None, 10).unwrap();
+    assert_eq!(page.items.len(), blocks.len());
     for (entry, block) in page.items.iter().zip(&blocks) {
         assert_eq!((entry.height, entry.index), (block.block.header.height, 0));
         let stored = store.indexed_record(entry).unwrap();
