@@ -500,11 +500,13 @@ fn read_genesis(path: &std::path::Path) -> Result<branchledger_types::Genesis> {
         .with_context(|| format!("{} is not a valid genesis", path.display()))
 }
 
+/// Opens a stopped node's store to read it (an audit, an export, a proof): read-only, so
+/// nothing in it changes, not even by RocksDB's own compactions.
 fn open_store(data_dir: &std::path::Path) -> Result<branchledger_storage::RocksStore> {
     if let Some(problem) = not_a_store(data_dir) {
         anyhow::bail!(problem);
     }
-    Ok(branchledger_storage::RocksStore::open(data_dir)?)
+    Ok(branchledger_storage::RocksStore::open_read_only(data_dir)?)
 }
 
 /// Why `data_dir` is not a store, naming the store under it when it is a node home or the

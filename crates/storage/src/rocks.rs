@@ -34,6 +34,9 @@ pub const WRITE_BUFFER_BYTES_PER_TABLE: usize = 8 * 1024 * 1024;
 /// duplicate check) skip the files that cannot hold it.
 pub const BLOOM_BITS_PER_KEY: f64 = 10.0;
 
+/// How often [`RocksStore::settle`] looks whether background work is left.
+pub const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Size of one partition of a file's index and filter, bytes: what a point read loads of them.
 pub const METADATA_BLOCK_BYTES: usize = 4 * 1024;
 
@@ -149,6 +152,11 @@ pub struct RocksOptions {
     /// 2 million records on a 2-core machine) and costs about 1.6 bytes per record of memory.
     /// A node's store has it; a store opened for one command (an audit, an export) need not.
     pub record_id_filter: bool,
+    /// Open without the right to write: nothing on disk changes (no compaction, no flush, no
+    /// schema version written, the write-ahead log replayed into memory only), and every
+    /// write is refused. What an auditor, an export or a proof opens a stopped node's store
+    /// with: it never changes what it reads.
+    pub read_only: bool,
 }
 
 impl Default for RocksOptions {
@@ -161,6 +169,7 @@ impl Default for RocksOptions {
             compact: true,
             state_cache_entries: STATE_CACHE_ENTRIES_DEFAULT,
             record_id_filter: false,
+            read_only: false,
         }
     }
 }
@@ -174,6 +183,17 @@ impl RocksOptions {
             compress: false,
             compact: false,
             // The audit keeps its own cache, in front of its pending deltas.
+            state_cache_entries: 0,
+            ..RocksOptions::default()
+        }
+    }
+
+    /// Options for reading a stopped node's store without changing it (an audit, an export,
+    /// a proof): read-only, and no state cache (each entry is read about once).
+    pub fn read_only() -> Self {
+        RocksOptions {
+            read_only: true,
+            compact: false,
             state_cache_entries: 0,
             ..RocksOptions::default()
         }
@@ -248,13 +268,26 @@ impl RocksStore {
         RocksStore::open_with(path, &RocksOptions::default())
     }
 
-    /// Opens (creating if missing) the store in `path`. Missing column families are created;
-    /// a store written with another [`SCHEMA_VERSION`] is refused.
+    /// Opens the store in `path` to read it only ([`RocksOptions::read_only`]): it must exist
+    /// with every column family, and nothing in it changes.
+    pub fn open_read_only(path: &Path) -> Result<RocksStore> {
+        RocksStore::open_with(path, &RocksOptions::read_only())
+    }
+
+    /// Opens the store in `path`: for writing, creating it and its missing column families if
+    /// needed; read-only ([`RocksOptions::read_only`]), as it is. A store written with another
+    /// [`SCHEMA_VERSION`] is refused.
     pub fn open_with(path: &Path, options: &RocksOptions) -> Result<RocksStore> {
         let open_error = |reason: String| StorageError::Open {
             path: path.to_owned(),
             reason,
         };
+        if options.read_only && !path.join("CURRENT").is_file() {
+            // RocksDB would create the directory (for its log) before finding no store there.
+            return Err(open_error(
+                "no RocksDB store there (no CURRENT file)".to_owned(),
+            ));
+        }
         let cache = Cache::new_lru_cache(options.block_cache_bytes)
             .map_err(|e| open_error(format!("block cache: {e}")))?;
         let mut db_options = Options::default();
@@ -267,8 +300,13 @@ impl RocksStore {
                 ColumnFamilyDescriptor::new(column.name(), column_options(options, &cache))
             })
             .collect();
-        let db = DB::open_cf_descriptors(&db_options, path, descriptors)
-            .map_err(|e| open_error(e.to_string()))?;
+        let db = if options.read_only {
+            // A log left by a node that stopped without flushing is replayed into memory.
+            DB::open_cf_descriptors_read_only(&db_options, path, descriptors, false)
+        } else {
+            DB::open_cf_descriptors(&db_options, path, descriptors)
+        }
+        .map_err(|e| open_error(e.to_string()))?;
         let mut store = RocksStore {
             db,
             write_lock: Mutex::new(()),
@@ -277,7 +315,7 @@ impl RocksStore {
                 .then(|| Mutex::new(StateCache::with_capacity(options.state_cache_entries))),
             record_ids: None,
         };
-        store.check_schema()?;
+        store.check_schema(options.read_only)?;
         if options.record_id_filter {
             let mut filter = RecordIdFilter::new();
             store.visit_raw(LOCATIONS, &mut |key, _| {
@@ -294,8 +332,50 @@ impl RocksStore {
         &self.path
     }
 
-    /// Checks the schema version, writing it into a new store.
-    fn check_schema(&self) -> Result<()> {
+    /// Waits until RocksDB has no flush or compaction running or pending in any table, or
+    /// until `deadline`; true if it settled. A store just written in bulk (a generated chain)
+    /// then has the shape a node's store takes after running a while, so what is measured on
+    /// it afterwards is not the cost of a backlog of compactions.
+    pub fn settle(&self, deadline: std::time::Instant) -> Result<bool> {
+        let backend = |e: rocksdb::Error| StorageError::Backend(e.to_string());
+        loop {
+            let mut busy = 0;
+            for property in [
+                rocksdb::properties::NUM_RUNNING_COMPACTIONS,
+                rocksdb::properties::NUM_RUNNING_FLUSHES,
+            ] {
+                busy += self
+                    .db
+                    .property_int_value(property)
+                    .map_err(backend)?
+                    .unwrap_or(0);
+            }
+            for column in Column::all() {
+                let cf = self.cf(column)?;
+                for property in [
+                    rocksdb::properties::COMPACTION_PENDING,
+                    rocksdb::properties::MEM_TABLE_FLUSH_PENDING,
+                ] {
+                    busy += self
+                        .db
+                        .property_int_value_cf(cf, property)
+                        .map_err(backend)?
+                        .unwrap_or(0);
+                }
+            }
+            if busy == 0 {
+                return Ok(true);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(SETTLE_POLL);
+        }
+    }
+
+    /// Checks the schema version, writing it into a new store (unless `read_only`: an empty
+    /// store read only stays as it is).
+    fn check_schema(&self, read_only: bool) -> Result<()> {
         let meta = Column::Chain(ChainTable::Meta);
         match self.get_raw(meta, META_SCHEMA_VERSION)? {
             Some(bytes) => {
@@ -318,6 +398,7 @@ impl RocksStore {
                 key: crate::error::hex(META_SCHEMA_VERSION),
                 reason: "a store with blocks has no schema version".to_owned(),
             }),
+            None if read_only => Ok(()),
             None => {
                 let mut batch = WriteBatch::default();
                 batch.put_cf(self.cf(meta)?, META_SCHEMA_VERSION, encode(&SCHEMA_VERSION));

@@ -375,6 +375,53 @@ fn reopening_gives_the_same_state() {
     assert_eq!(check_whole_blocks(&store, 3), 8);
 }
 
+/// Every file under `dir` with its bytes, to show a directory did not change.
+fn files_of(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_of(&path));
+        } else {
+            files.insert(path.clone(), std::fs::read(&path).unwrap());
+        }
+    }
+    files
+}
+
+/// What an auditor, an export or a proof opens: the whole chain is there, including the blocks
+/// only in the write-ahead log of a node that stopped without flushing, and not one byte of
+/// the directory changes, however much is read; a write is refused.
+#[test]
+fn a_store_opened_read_only_reads_everything_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = {
+        let store = open(dir.path());
+        commit_blocks(&store, 40, 50);
+        Column::all()
+            .map(|column| support::all_entries(&store, column))
+            .collect::<Vec<_>>()
+    };
+    let before = files_of(dir.path());
+    {
+        let store = RocksStore::open_read_only(dir.path()).unwrap();
+        let read: Vec<_> = Column::all()
+            .map(|column| support::all_entries(&store, column))
+            .collect();
+        assert_eq!(read, snapshot);
+        assert_eq!(check_whole_blocks(&store, 50), 40);
+        let (block, delta) = support::block_after(store.tip().unwrap(), 1);
+        assert!(store.commit_block(&block, &delta).is_err());
+    }
+    assert_eq!(files_of(dir.path()), before);
+
+    // No store there: refused, and nothing is created.
+    let empty = tempfile::tempdir().unwrap();
+    let missing = empty.path().join("store");
+    assert!(RocksStore::open_read_only(&missing).is_err());
+    assert!(!missing.exists());
+}
+
 /// Overwrites one stored value behind the store's back, as a damaged disk or an editor would.
 fn tamper(dir: &Path, column: Column, key: &[u8], value: &[u8]) {
     let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir).unwrap();
