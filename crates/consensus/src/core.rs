@@ -17,7 +17,10 @@ use branchledger_types::{
 use crate::io::{Effect, Input, Message};
 use crate::safety::{RoundValue, SafetyState, Step};
 use crate::votes::{Added, VoteKeeper};
-use crate::{FUTURE_MESSAGES_MAX, PROPOSALS_PER_ROUND_MAX, ROUNDS_AHEAD_MAX};
+use crate::{
+    FUTURE_MESSAGES_MAX, FUTURE_MESSAGES_PER_VALIDATOR_MAX, PROPOSALS_PER_ROUND_MAX,
+    ROUNDS_AHEAD_MAX,
+};
 
 /// A rule deliberately broken, so the simulator can prove it notices. Only tests set this.
 #[doc(hidden)]
@@ -207,6 +210,16 @@ impl Core {
         self.own_index
     }
 
+    /// The value this validator is locked on at this height (lines 38-39), if any.
+    pub fn locked(&self) -> Option<RoundValue> {
+        self.locked
+    }
+
+    /// The valid value of this height (lines 42-43), if any.
+    pub fn valid(&self) -> Option<RoundValue> {
+        self.valid
+    }
+
     /// The safety state as it is now (what the next [`Effect::PersistSafety`] would carry).
     pub fn safety_state(&self) -> SafetyState {
         SafetyState {
@@ -337,8 +350,13 @@ impl Core {
     }
 
     /// Sends a proposal signed before a crash again, never a second one for its round.
+    ///
+    /// Its block is not taken as valid: the shell kept it in memory only, so after a restart
+    /// it may no longer hold it. The proposal goes into the log like anyone's, which asks the
+    /// shell for a verdict ([`Effect::ValidateValue`]); a block the shell cannot produce is
+    /// never decided here (line 49 needs `valid(v)`), and a quorum that decided it elsewhere
+    /// reaches this validator by block sync.
     fn resend_own_proposal(&mut self, p: SignedProposal, out: &mut Vec<Effect>) {
-        self.verdicts.insert(p.proposal.block_id, true);
         out.push(Effect::Broadcast(Message::Proposal(p)));
         self.record_proposal(p, out);
     }
@@ -414,11 +432,18 @@ impl Core {
         }
     }
 
-    /// Line 19: sign and broadcast `⟨PROPOSAL, h_p, round_p, proposal, validRound_p⟩`.
+    /// Line 19: sign and broadcast `⟨PROPOSAL, h_p, round_p, proposal, validRound_p⟩`,
+    /// unless a proposal at an equal or later `(height, round)` was already signed (it is in
+    /// the safety state): one proposal per round, even across restarts, as for votes.
     fn propose(&mut self, block_id: Hash, valid_round: Option<Round>, out: &mut Vec<Effect>) {
         let (Some(signer), Some(own)) = (&self.signer, self.own_index) else {
             return;
         };
+        if self.last_proposal.is_some_and(|last| {
+            (last.proposal.height, last.proposal.round) >= (self.height, self.round)
+        }) {
+            return;
+        }
         let proposal = Proposal {
             height: self.height,
             round: self.round,
@@ -428,8 +453,12 @@ impl Core {
         }
         .sign(&self.config.chain_id, signer.as_ref());
         self.last_proposal = Some(proposal);
-        // The application built (or, for validValue, already approved) this block.
-        self.verdicts.insert(block_id, true);
+        if valid_round.is_none() {
+            // The application built this block for this round. A validValue was approved
+            // earlier at this height, and its verdict is in the log; after a restart it is
+            // not (the shell may no longer hold the block), and the log asks for one.
+            self.verdicts.insert(block_id, true);
+        }
         out.push(Effect::PersistSafety(Box::new(self.safety_state())));
         out.push(Effect::Broadcast(Message::Proposal(proposal)));
         if valid_round.is_some() {
@@ -444,7 +473,12 @@ impl Core {
     fn handle_message(&mut self, message: Message, out: &mut Vec<Effect>) -> bool {
         let height = message.height();
         if height == self.height + 1 {
-            if self.future.len() < FUTURE_MESSAGES_MAX && !self.future.contains(&message) {
+            let sender = message.sender();
+            if self.future.len() < FUTURE_MESSAGES_MAX
+                && self.future.iter().filter(|m| m.sender() == sender).count()
+                    < FUTURE_MESSAGES_PER_VALIDATOR_MAX
+                && !self.future.contains(&message)
+            {
                 self.future.push(message);
             }
             return false;

@@ -1,7 +1,9 @@
 //! What goes into the core and what comes out of it.
 
 use branchledger_crypto::Hash;
-use branchledger_types::{CommitCertificate, Evidence, Height, Round, SignedProposal, SignedVote};
+use branchledger_types::{
+    CommitCertificate, Evidence, Height, Round, SignedProposal, SignedVote, ValidatorIndex,
+};
 
 use crate::safety::{SafetyState, Step};
 
@@ -28,6 +30,14 @@ impl Message {
         match self {
             Message::Proposal(p) => p.proposal.round,
             Message::Vote(v) => v.vote.round,
+        }
+    }
+
+    /// The validator that signed it.
+    pub fn sender(&self) -> ValidatorIndex {
+        match self {
+            Message::Proposal(p) => p.proposal.proposer_index,
+            Message::Vote(v) => v.vote.validator_index,
         }
     }
 }

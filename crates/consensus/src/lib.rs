@@ -40,3 +40,7 @@ pub const CONFLICTING_VOTES_MAX: usize = 3;
 
 /// Most messages for the next height held until this validator gets there.
 pub const FUTURE_MESSAGES_MAX: usize = 4 * branchledger_types::limits::VALIDATORS_MAX;
+
+/// Most of those held from one validator (the proposer or voter that signed it), so a faulty
+/// validator cannot take the places of the others' messages.
+pub const FUTURE_MESSAGES_PER_VALIDATOR_MAX: usize = 8;

@@ -51,7 +51,9 @@ impl VoteKeeper {
             .entry((vote.vote.round, vote.vote.kind))
             .or_default();
         let index = vote.vote.validator_index;
-        *set.copies.entry((index, vote.vote.block_id)).or_default() += 1;
+        if self.count_copies {
+            *set.copies.entry((index, vote.vote.block_id)).or_default() += 1;
+        }
         let held = set
             .by_validator
             .get(&index)

@@ -20,7 +20,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use branchledger_consensus::{Config, Core, Effect, Input, Message, Step};
+use branchledger_consensus::{Config, Core, Effect, Input, Message, Step, PROPOSALS_PER_ROUND_MAX};
 use branchledger_crypto::{verify, Hash, Keypair, Signer};
 use branchledger_state::{ApplyError, BlockExecutor, StateDelta};
 use branchledger_types::{
@@ -33,7 +33,11 @@ use crate::safety_file::{SafetyFile, SafetyFileError};
 
 /// Most evidence reports kept for the API.
 pub const EVIDENCE_KEPT_MAX: usize = 1_000;
-/// Most proposed blocks kept while their height is undecided.
+/// Most proposed blocks kept while their height is undecided. Only blocks of the height being
+/// decided and the next one are kept, at most [`PROPOSALS_PER_ROUND_MAX`] per round, and when
+/// the cache is full the block of the latest round goes first (never one this node checked,
+/// nor its locked or valid value): a faulty validator's blocks for far rounds cannot take the
+/// place of the current round's.
 pub const BLOCKS_KEPT_MAX: usize = 64;
 
 /// A message to every other validator.
@@ -107,14 +111,21 @@ pub struct Committed {
     pub round: Round,
 }
 
+/// A proposed block kept until its height is decided, with the latest round it was proposed in.
+#[derive(Debug)]
+struct KeptBlock {
+    round: Round,
+    block: Block,
+}
+
 /// The driver of one node.
 pub struct Driver {
     core: Core,
     ledger: Ledger,
     mempool: Mempool,
     safety: SafetyFile,
-    /// Blocks proposed for undecided heights, by id.
-    blocks: HashMap<Hash, Block>,
+    /// Blocks proposed for undecided heights, by id (see [`BLOCKS_KEPT_MAX`]).
+    blocks: HashMap<Hash, KeptBlock>,
     /// Deltas of blocks checked (or built) here, by id.
     deltas: HashMap<Hash, (StateDelta, Vec<Hash>)>,
     /// Blocks the core asked to validate that have not arrived yet.
@@ -125,9 +136,13 @@ pub struct Driver {
     deferred_timeouts: Vec<(Height, Round, Step, u64)>,
     /// A peer started this height (so this node takes part even with nothing to propose).
     height_started_by_peer: Option<Height>,
-    /// The highest height any peer's message or a decision named: above the stored tip means
-    /// this node is behind and must sync.
+    /// A height a quorum decided here without this node holding the block: at or above the
+    /// stored tip's successor means this node is behind and must sync.
     highest_seen: Height,
+    /// The highest height each validator signed a message for (by index). Only heights that
+    /// f+1 validators reached count (at least one of them honest), so a faulty validator's
+    /// claim of a far height cannot keep this node asking for blocks nobody has.
+    claimed: Vec<Height>,
     timers: BinaryHeap<Reverse<Timer>>,
     timer_sequence: u64,
     evidence: VecDeque<Evidence>,
@@ -162,6 +177,7 @@ impl Driver {
         let signer = consensus_key.map(|k| Box::new(k) as Box<dyn Signer + Send>);
         let core = Core::new(config, ledger.validators().clone(), signer, restored)
             .map_err(|e| DriverError::Consensus(e.to_string()))?;
+        let validator_count = ledger.validators().len();
         Ok(Driver {
             core,
             ledger,
@@ -174,6 +190,7 @@ impl Driver {
             deferred_timeouts: Vec::new(),
             height_started_by_peer: None,
             highest_seen: 0,
+            claimed: vec![0; validator_count],
             timers: BinaryHeap::new(),
             timer_sequence: 0,
             evidence: VecDeque::new(),
@@ -362,6 +379,11 @@ impl Driver {
     }
 
     /// A proposal from a peer, with its block.
+    ///
+    /// Refused (and counted against the sender) unless it is signed by the proposer of its
+    /// height and round and the block is the one it names, for that height. Kept only for the
+    /// height being decided and the next one; a proposal for an earlier height, or a later
+    /// one, is ignored (not relayed). Its block is kept as [`BLOCKS_KEPT_MAX`] says.
     pub fn on_proposal(
         &mut self,
         proposal: SignedProposal,
@@ -370,32 +392,100 @@ impl Driver {
         net: &mut dyn Network,
     ) -> Result<Verdict, DriverError> {
         let p = proposal.proposal;
-        let Some(validator) = self.ledger.validators().get(p.proposer_index) else {
+        let validators = self.ledger.validators();
+        let Some(validator) = validators.get(p.proposer_index) else {
             return Ok(Verdict::Reject);
         };
+        if p.proposer_index != validators.proposer(p.height, p.round)
+            || block.header.height != p.height
+        {
+            return Ok(Verdict::Reject);
+        }
+        let current = self.core.height();
+        if p.height < current {
+            // Stale: not worth a signature check.
+            return Ok(Verdict::Ignore);
+        }
         let message = p.signing_message(&self.ledger.genesis().chain_id);
         if verify(&validator.consensus_key, &message, &proposal.signature).is_err()
             || block.id() != p.block_id
         {
             return Ok(Verdict::Reject);
         }
-        self.highest_seen = self.highest_seen.max(p.height.saturating_sub(1));
-        if p.height < self.core.height() {
+        self.note_claim(p.proposer_index, p.height);
+        if p.height > current.saturating_add(1) {
             return Ok(Verdict::Ignore);
         }
-        if p.height == self.core.height() {
+        if p.height == current {
             self.height_started_by_peer = Some(p.height);
         }
-        if self.blocks.len() < BLOCKS_KEPT_MAX {
-            self.blocks.insert(p.block_id, block);
-        }
+        self.keep_block(p.round, block);
         self.step(Input::Message(Message::Proposal(proposal)), now, net)?;
-        if let Some(round) = self.awaiting.remove(&(p.height, p.block_id)) {
-            self.validate(p.height, round, p.block_id, now);
-            self.drain(now, net)?;
+        if self.blocks.contains_key(&p.block_id) {
+            if let Some(round) = self.awaiting.remove(&(p.height, p.block_id)) {
+                self.validate(p.height, round, p.block_id, now);
+                self.drain(now, net)?;
+            }
         }
         self.release_if_ready(now, net)?;
         Ok(Verdict::Accept)
+    }
+
+    /// Keeps a proposed block as [`BLOCKS_KEPT_MAX`] says.
+    fn keep_block(&mut self, round: Round, block: Block) {
+        let block_id = block.id();
+        let height = block.header.height;
+        if let Some(kept) = self.blocks.get_mut(&block_id) {
+            kept.round = kept.round.max(round);
+            return;
+        }
+        let in_round = self
+            .blocks
+            .values()
+            .filter(|k| (k.block.header.height, k.round) == (height, round))
+            .count();
+        if in_round >= PROPOSALS_PER_ROUND_MAX {
+            return;
+        }
+        if self.blocks.len() >= BLOCKS_KEPT_MAX {
+            let protected: Vec<Hash> = [self.core.locked(), self.core.valid()]
+                .into_iter()
+                .flatten()
+                .map(|v| v.block_id)
+                .collect();
+            let latest = self
+                .blocks
+                .iter()
+                .filter(|(id, _)| !self.deltas.contains_key(*id) && !protected.contains(*id))
+                .map(|(id, k)| ((k.block.header.height, k.round), *id))
+                .max();
+            match latest {
+                Some((position, id)) if position > (height, round) => {
+                    self.blocks.remove(&id);
+                }
+                _ => return,
+            }
+        }
+        self.blocks.insert(block_id, KeptBlock { round, block });
+    }
+
+    /// Notes that validator `index` signed a message for `height`.
+    fn note_claim(&mut self, index: u16, height: Height) {
+        if let Some(claimed) = self.claimed.get_mut(usize::from(index)) {
+            *claimed = (*claimed).max(height);
+        }
+    }
+
+    /// The highest height that f+1 validators signed messages for (0 if none): at least one
+    /// of them is honest, so the height before it was decided.
+    fn attested_height(&self) -> Height {
+        let mut claimed = self.claimed.clone();
+        claimed.sort_unstable_by(|a, b| b.cmp(a));
+        let threshold = self.ledger.validators().honest_threshold();
+        claimed
+            .get(threshold.saturating_sub(1))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// A vote from a peer.
@@ -408,12 +498,19 @@ impl Driver {
         let Some(validator) = self.ledger.validators().get(vote.vote.validator_index) else {
             return Ok(Verdict::Reject);
         };
+        let current = self.core.height();
+        if vote.vote.height < current {
+            // Stale: not worth a signature check.
+            return Ok(Verdict::Ignore);
+        }
         let message = vote.vote.signing_message(&self.ledger.genesis().chain_id);
         if verify(&validator.consensus_key, &message, &vote.signature).is_err() {
             return Ok(Verdict::Reject);
         }
-        self.highest_seen = self.highest_seen.max(vote.vote.height.saturating_sub(1));
-        if vote.vote.height < self.core.height() {
+        self.note_claim(vote.vote.validator_index, vote.vote.height);
+        if vote.vote.height > current.saturating_add(1) {
+            // This node cannot use it (it syncs once f+1 validators are that far); not
+            // relayed, so a faulty validator's far heights go nowhere.
             return Ok(Verdict::Ignore);
         }
         if vote.vote.height == self.core.height() {
@@ -470,7 +567,10 @@ impl Driver {
     /// a block it does not have, or peers are at a later height.
     pub fn sync_from(&self) -> Option<Height> {
         let next = self.ledger.next_height().ok()?;
-        (self.core.height() > next || self.highest_seen >= next).then_some(next)
+        let behind = self.core.height() > next
+            || self.highest_seen >= next
+            || self.attested_height().saturating_sub(1) >= next;
+        behind.then_some(next)
     }
 
     /// A block fetched by block sync: verified in full (link, certificate, records, state
@@ -553,8 +653,8 @@ impl Driver {
                 self.equivocate_vote(&vote, net);
             }
             Effect::Broadcast(Message::Proposal(proposal)) => {
-                if let Some(block) = self.blocks.get(&proposal.proposal.block_id) {
-                    let block = block.clone();
+                if let Some(kept) = self.blocks.get(&proposal.proposal.block_id) {
+                    let block = kept.block.clone();
                     self.equivocate_proposal(&proposal, &block, net);
                     net.broadcast(Outbound::Proposal(proposal, Box::new(block)));
                 }
@@ -597,7 +697,7 @@ impl Driver {
             } => {
                 // Taken, not copied: every block of this height goes after the commit anyway,
                 // and a failed commit stops the node loop.
-                let Some(block) = self.blocks.remove(&block_id) else {
+                let Some(KeptBlock { block, .. }) = self.blocks.remove(&block_id) else {
                     // A quorum decided a block this node never received (it was down or
                     // partitioned when it was proposed). Block sync fetches it with its
                     // certificate; see `Driver::sync_from`.
@@ -651,17 +751,25 @@ impl Driver {
                 next_time_ms,
             )
             .map_err(|e| {
-                DriverError::Commit(LedgerError::State {
-                    height,
-                    reason: e.to_string(),
-                })
+                // The block is stored; only this node's own reads failed, so the fault is
+                // never blamed on the peer a synced block came from.
+                DriverError::Commit(LedgerError::Storage(
+                    branchledger_storage::StorageError::Backend(format!(
+                        "rechecking the mempool after block {height}: {e}"
+                    )),
+                ))
             })?;
         self.dropped.extend(dropped);
-        self.blocks.retain(|_, b| b.header.height > height);
+        self.blocks.retain(|_, k| k.block.header.height > height);
         self.deltas.clear();
         self.awaiting.retain(|(h, _), _| *h > height);
-        self.deferred_request = None;
-        self.deferred_timeouts.clear();
+        // Only what was held for the committed height or earlier goes: a block synced while
+        // the core is already at a later height must not cancel that height's timeout or
+        // request to propose, or it would wait forever.
+        if self.deferred_request.is_some_and(|(h, _)| h <= height) {
+            self.deferred_request = None;
+        }
+        self.deferred_timeouts.retain(|(h, ..)| *h > height);
         self.last_commit = now;
         Ok(())
     }
@@ -719,6 +827,13 @@ impl Driver {
     }
 
     fn propose(&mut self, height: Height, round: Round, now: Instant) -> Result<(), DriverError> {
+        let next = self.ledger.next_height()?;
+        if next != height {
+            // The store is behind the core (a decided block is still being synced): a block
+            // built now would not follow the decided one. The round's timeout moves on.
+            tracing::debug!(height, round, next, "not proposing: the store is behind");
+            return Ok(());
+        }
         let genesis = self.ledger.genesis();
         let candidates = self.mempool.candidates(
             genesis.consensus.max_block_records as usize,
@@ -735,7 +850,13 @@ impl Driver {
         self.mempool.drop_refused(&built.refused);
         self.dropped.extend(built.refused.iter().cloned());
         self.deltas.insert(block_id, (built.delta, built.ids));
-        self.blocks.insert(block_id, built.block);
+        self.blocks.insert(
+            block_id,
+            KeptBlock {
+                round,
+                block: built.block,
+            },
+        );
         self.queue.push_back(Input::ProposeValue {
             height,
             round,
@@ -753,7 +874,9 @@ impl Driver {
             });
             return;
         }
-        let Some(block) = self.blocks.get(&block_id) else {
+        let Some(KeptBlock { block, .. }) = self.blocks.get(&block_id) else {
+            // Not here (yet): judged when it arrives.
+            self.awaiting.insert((height, block_id), round);
             return;
         };
         if self.ledger.next_height().ok() != Some(block.header.height) {
@@ -1259,5 +1382,220 @@ mod tests {
                 .expect("handled"),
             Verdict::Reject
         );
+    }
+
+    /// A junk block for `height` with the given time (so each is distinct), as validator 3
+    /// would sign one: its id is right, its content is not.
+    fn junk_block(height: Height, time_ms: u64) -> Block {
+        Block {
+            header: branchledger_types::BlockHeader {
+                chain_id: "driver-test".into(),
+                height,
+                time_ms,
+                prev_block_id: Hash::ZERO,
+                records_root: Hash::ZERO,
+                record_count: 0,
+                state_digest: Hash::ZERO,
+                proposer_index: 3,
+                validator_set_id: Hash::ZERO,
+            },
+            records: vec![],
+        }
+    }
+
+    fn junk_proposal(height: Height, round: Round, block: &Block) -> SignedProposal {
+        branchledger_types::Proposal {
+            height,
+            round,
+            block_id: block.id(),
+            valid_round: None,
+            proposer_index: 3,
+        }
+        .sign("driver-test", &Keypair::from_seed([13; 32]))
+    }
+
+    /// One faulty validator (3) sends every honest node signed proposals meant to fill their
+    /// caches: blocks whose header names another height (refused), proposals for far heights
+    /// (ignored, not relayed), and as many blocks as it may propose in its own rounds of the
+    /// current height. Then it goes silent, and the three others still commit.
+    #[test]
+    fn a_faulty_validator_cannot_crowd_out_the_honest_proposals() {
+        let mut cluster = Cluster::new(4, 0);
+        for to in 0..3 {
+            let now = cluster.now;
+            let mut out = Outbox::default();
+            let driver = cluster.driver(to);
+            // Its own round of height 1 (round 2: (1 + 2) mod 4 = 3), a block of another height.
+            let block = junk_block(u64::MAX, 1);
+            let verdict = driver
+                .on_proposal(junk_proposal(1, 2, &block), block, now, &mut out)
+                .expect("handled");
+            assert_eq!(verdict, Verdict::Reject);
+            // A proposal for a height far ahead: not kept, not relayed.
+            for i in 0..(2 * BLOCKS_KEPT_MAX as u64) {
+                let height = 1_000 + 4 * i; // (h + 3) mod 4 = 3: validator 3's round 3.
+                let block = junk_block(height, i);
+                let verdict = driver
+                    .on_proposal(junk_proposal(height, 3, &block), block, now, &mut out)
+                    .expect("handled");
+                assert_eq!(verdict, Verdict::Ignore);
+            }
+            // Every round of height 1 it proposes in, as many blocks as a round keeps.
+            for round in (2..200u32).step_by(4) {
+                for i in 0..PROPOSALS_PER_ROUND_MAX as u64 * 2 {
+                    let block = junk_block(1, u64::from(round) * 100 + i);
+                    driver
+                        .on_proposal(junk_proposal(1, round, &block), block, now, &mut out)
+                        .expect("handled");
+                }
+            }
+            assert!(driver.blocks.len() <= BLOCKS_KEPT_MAX);
+            assert_eq!(
+                driver.sync_from(),
+                None,
+                "one validator's far heights are no proof"
+            );
+        }
+        cluster.down.insert(3);
+        cluster.submit(0, vec![join(&cluster, "m1", 1)]);
+        assert!(
+            cluster.run_until(Duration::from_secs(600), |c| (0..3)
+                .all(|i| c.height(i) >= 1)),
+            "the three honest validators did not commit"
+        );
+    }
+
+    /// f+1 validators at a far height mean this node is behind; one does not.
+    #[test]
+    fn only_heights_that_f_plus_one_validators_reached_start_a_sync() {
+        let mut cluster = Cluster::new(4, 0);
+        let vote = |validator: u8| {
+            branchledger_types::Vote {
+                height: 50,
+                round: 0,
+                kind: branchledger_types::VoteKind::Prevote,
+                block_id: None,
+                validator_index: u16::from(validator),
+            }
+            .sign("driver-test", &Keypair::from_seed([10 + validator; 32]))
+        };
+        let now = cluster.now;
+        let mut out = Outbox::default();
+        let driver = cluster.driver(0);
+        assert_eq!(
+            driver.on_vote(vote(3), now, &mut out).expect("vote"),
+            Verdict::Ignore
+        );
+        assert_eq!(driver.sync_from(), None);
+        assert_eq!(
+            driver.on_vote(vote(2), now, &mut out).expect("vote"),
+            Verdict::Ignore
+        );
+        assert_eq!(driver.sync_from(), Some(1));
+    }
+
+    /// A one-validator chain crashes after the safety state of its proposal was synced and
+    /// before its block was stored. Restarted, it neither decides the lost block nor moves
+    /// past the height; the round times out and the next block commits.
+    #[test]
+    fn a_single_validator_recovers_from_a_crash_between_proposal_and_commit() {
+        use branchledger_consensus::{Config as CoreConfig, Core as ConsensusCore};
+        let genesis = Arc::new(genesis(1, 0));
+        let key = Keypair::from_seed([10; 32]);
+        let mut core = ConsensusCore::new(
+            CoreConfig::new(genesis.chain_id.clone(), genesis.consensus.clone()),
+            genesis.validator_set(),
+            Some(Box::new(key.clone())),
+            None,
+        )
+        .expect("core");
+        let mut effects = core.handle(Input::Start { height: 1 });
+        effects.extend(core.handle(Input::ProposeValue {
+            height: 1,
+            round: 0,
+            block_id: Hash::of(b"the block lost in the crash"),
+        }));
+        let synced = effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::PersistSafety(s) => Some(s.as_ref().clone()),
+                _ => None,
+            })
+            .expect("persisted");
+        let dir = tempfile::tempdir().expect("dir");
+        SafetyFile::new(dir.path()).store(&synced).expect("store");
+
+        let store = Arc::new(RocksStore::open(&dir.path().join("store")).expect("store"));
+        let start = Instant::now();
+        let mut driver = Driver::new(
+            Ledger::new(genesis.clone(), store),
+            Mempool::new(MempoolLimits::default()),
+            SafetyFile::new(dir.path()),
+            Some(key.clone()),
+            start,
+            T0,
+        )
+        .expect("driver");
+        let mut out = Outbox::default();
+        driver.start(start, &mut out).expect("start");
+        assert_eq!(driver.position().0, 1, "moved past a height never stored");
+        assert_eq!(driver.ledger().next_height().expect("tip"), 1);
+        let branch_key = Keypair::from_seed([1; 32]);
+        let record = Record {
+            chain_id: "driver-test".into(),
+            branch_id: BranchId("b0".into()),
+            created_at_ms: T0,
+            nonce: 1,
+            body: RecordBody::MemberJoined(MemberJoined {
+                member_id: MemberId("m1".into()),
+                joined_on: Date::new(2025, 12, 1),
+                status: MemberStatus::Full,
+                mobile: false,
+                member_key: None,
+            }),
+        }
+        .sign(&branch_key);
+        let results = driver
+            .submit(vec![record], true, start, &mut out)
+            .expect("submit");
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let mut now = start;
+        for _ in 0..100 {
+            if driver.ledger().tip().expect("tip").is_some() {
+                break;
+            }
+            let Some(deadline) = driver.next_deadline() else {
+                break;
+            };
+            now = now.max(deadline);
+            driver.on_time(now, &mut out).expect("timer");
+        }
+        let tip = driver
+            .ledger()
+            .tip()
+            .expect("tip")
+            .expect("a block committed");
+        assert_eq!(tip.height, 1);
+    }
+
+    /// A block synced while the core is already deciding a later height (it decided one
+    /// without the block) leaves that height's held timeouts and request to propose alone.
+    #[test]
+    fn a_synced_block_keeps_what_was_held_for_a_later_height() {
+        let mut cluster = Cluster::new(4, 0);
+        let now = cluster.now;
+        let driver = cluster.driver(0);
+        driver.deferred_timeouts = vec![(1, 0, Step::Propose, 10), (2, 0, Step::Propose, 10)];
+        driver.deferred_request = Some((2, 0));
+        driver
+            .after_commit(1, &[], false, now)
+            .expect("after commit");
+        assert_eq!(driver.deferred_timeouts, vec![(2, 0, Step::Propose, 10)]);
+        assert_eq!(driver.deferred_request, Some((2, 0)));
+        driver
+            .after_commit(2, &[], false, now)
+            .expect("after commit");
+        assert!(driver.deferred_timeouts.is_empty());
+        assert_eq!(driver.deferred_request, None);
     }
 }

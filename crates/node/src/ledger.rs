@@ -246,12 +246,17 @@ impl Ledger {
             ids,
             &previous_digest,
         )
-        .map_err(|error| LedgerError::State {
-            height: header.height,
-            reason: match error {
-                BlockError::Rejected(rejection) => rejection.to_string(),
-                other => other.to_string(),
+        .map_err(|error| match error {
+            BlockError::Rejected(rejection) => LedgerError::State {
+                height: header.height,
+                reason: rejection.to_string(),
             },
+            // This node's own store failed: nothing is known about the block, and the fault
+            // is not its sender's.
+            BlockError::Read(error) => LedgerError::Storage(StorageError::Backend(format!(
+                "reading state to apply block {}: {error}",
+                header.height
+            ))),
         })?;
         if digest != header.state_digest {
             return Err(LedgerError::State {
