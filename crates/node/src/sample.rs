@@ -369,7 +369,7 @@ pub fn correction(
         created_at_ms: 0,
         nonce,
         body: RecordBody::Correction(Correction {
-            target: target.id(),
+            target: branchledger_types::record::record_id(target, &[]),
             reason: "minutes recorded twice as long as the session".into(),
             replacement: Some(Box::new(RecordBody::StudySession(fixed))),
         }),

@@ -11,7 +11,14 @@
 //! pass ([`Rejection::Stateless`]); `chain_id` is this chain's; the signing branch is in
 //! genesis; `created_at_ms` is at most the block time plus `max_clock_drift_ms`; the record's
 //! own date (`joined_on`, `occurred_on`, `held_on`, `raised_on`) is not after the block's UTC
-//! date; the same record (same id) is not already committed.
+//! date; the same record (same id) is not already committed; every co-signature is by the
+//! member key of an active member the record concerns ([`Rejection::CoSignerNotConcerned`]):
+//! a member the record's history is indexed under (see *Indices* below; for a correction,
+//! those of its replacement only, and a retraction concerns no one), whose key was
+//! registered by their `MemberJoined` (where [`RecordBody::validate`] refuses weak keys). A
+//! `MemberJoined` may be co-signed by the key it registers. The co-signature itself is
+//! checked by the verifier; that the co-signer is a strong key, by
+//! [`SignedRecord::validate`].
 //!
 //! * `MemberJoined`: the member id is unused chain-wide; the member joins the signing branch.
 //! * `MemberTransferred`: the member is active in the signing branch; `to_branch` is in
@@ -69,7 +76,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use branchledger_crypto::Hash;
+use branchledger_crypto::{Hash, PublicKey};
 use branchledger_types::limits::RECORD_BYTES_MAX;
 use branchledger_types::record::{
     Absentee, Attendee, Correction, IssueClaimed, IssueProgress, IssueRaised, IssueResolved,
@@ -343,6 +350,9 @@ impl<'a> BlockExecutor<'a> {
         if self.exists(&location_key)? {
             return Err(Rejection::DuplicateRecord { record_id: id }.into());
         }
+        if !signed.co_signatures.is_empty() {
+            self.check_co_signers(signed)?;
+        }
 
         let context = Context {
             id,
@@ -401,6 +411,64 @@ impl<'a> BlockExecutor<'a> {
             shift(&mut s.records_committed, 1, Sign::Add)
         })?;
         Ok(())
+    }
+
+    /// Every co-signature is by the registered member key of an active member the record
+    /// concerns (see the module documentation). Checked against the state before the record,
+    /// so a member may co-sign the record that says they left; a `MemberJoined` is co-signed
+    /// by the key it registers. Reads each concerned member's entry at most once and stops
+    /// once every co-signer is matched (co-signer keys are distinct: a stateless rule).
+    fn check_co_signers(&self, signed: &SignedRecord) -> Result<(), ApplyError> {
+        let co_signatures = &signed.co_signatures;
+        // `matched[i]`: co-signature `i` is by a key the record allows. `allow` says whether
+        // it matched a co-signature not matched before (two members may share a key).
+        let mut matched = vec![false; co_signatures.len()];
+        let mut unmatched = co_signatures.len();
+        let mut allow =
+            |key: &PublicKey| match co_signatures.iter().position(|co| co.public_key == *key) {
+                Some(i) if !matched[i] => {
+                    matched[i] = true;
+                    true
+                }
+                _ => false,
+            };
+        let concerned = match &signed.record.body {
+            RecordBody::Correction(correction) => correction.replacement.as_deref(),
+            body => Some(body),
+        };
+        match concerned {
+            Some(RecordBody::MemberJoined(joined)) => {
+                if let Some(key) = &joined.member_key {
+                    allow(key);
+                }
+            }
+            Some(body) => {
+                let mut members = members_of(body).into_iter();
+                while unmatched > 0 {
+                    let Some(member) = members.next() else { break };
+                    let entry: Option<MemberEntry> =
+                        self.get(&(Table::Members, keys::id(member.as_str())))?;
+                    // An unknown member has no key; the body's own rules name them.
+                    if let Some(key) = entry
+                        .filter(MemberEntry::is_active)
+                        .and_then(|entry| entry.member_key)
+                    {
+                        if allow(&key) {
+                            unmatched -= 1;
+                        }
+                    }
+                }
+            }
+            None => {}
+        }
+        match matched.iter().position(|m| !m) {
+            Some(i) => Err(Rejection::CoSignerNotConcerned {
+                field: format!("co_signatures[{i}].public_key"),
+                key: co_signatures[i].public_key,
+            }
+            .into()),
+            None => Ok(()),
+        }
     }
 
     fn require_branch(&self, branch: &BranchId) -> Result<(), Rejection> {
@@ -1196,8 +1264,9 @@ fn own_period(body: &RecordBody) -> Option<Period> {
     }
 }
 
-/// The members a record concerns, for [`Table::MemberHistory`]. A correction's are those of
-/// its target's old and new body, found in state, so none here.
+/// The members a record concerns, for [`Table::MemberHistory`] and for who may co-sign it. A
+/// correction's are those of its target's old and new body, found in state, so none here
+/// (its co-signers are checked against its replacement's).
 fn members_of(body: &RecordBody) -> Vec<&MemberId> {
     match body {
         RecordBody::MemberJoined(b) => vec![&b.member_id],

@@ -1,6 +1,6 @@
 //! Why a record or a block is refused by the state rules.
 
-use branchledger_crypto::Hash;
+use branchledger_crypto::{Hash, PublicKey};
 use branchledger_types::{
     BranchId, Date, IssueId, MeetingId, MemberId, RecordKind, ValidationError,
 };
@@ -55,6 +55,17 @@ pub enum Rejection {
     DuplicateRecord {
         /// The record id.
         record_id: Hash,
+    },
+    /// A co-signature by a key that is not the registered member key of an active member the
+    /// record concerns.
+    #[error(
+        "`{field}` {key}: a co-signer must be an active member this record concerns, signing with the member key registered when they joined"
+    )]
+    CoSignerNotConcerned {
+        /// The field, `co_signatures[i].public_key`.
+        field: String,
+        /// The co-signer's key.
+        key: PublicKey,
     },
     /// The block holds more records than genesis allows.
     #[error("a block holds at most {max} records")]

@@ -15,7 +15,7 @@ use branchledger_types::{Hash, Height, SignedRecord};
 
 /// The on-disk layout version. Bump it whenever a key or value layout below changes; a store
 /// written with another version is refused at open rather than misread.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The tables that hold the chain itself (as opposed to derived state).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -7,12 +7,13 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 use crate::limits::{IDENT_LEN_MAX, YEAR_MAX, YEAR_MIN};
-use crate::validation::{Rule, Validation, ValidationError};
+use crate::validation::{check_no_personal_data, Rule, Validation, ValidationError};
 
 /// The identifier pattern of DESIGN.md §2.
 pub const IDENT_PATTERN: &str = "[a-z0-9][a-z0-9._-]{0,63}";
 
-/// Checks `text` against [`IDENT_PATTERN`].
+/// Checks `text` against [`IDENT_PATTERN`], and that it does not look like personal data
+/// ([`check_no_personal_data`]).
 pub fn check_ident(field: &str, text: &str) -> Validation {
     let len = text.len();
     if len == 0 || len > IDENT_LEN_MAX {
@@ -39,7 +40,8 @@ pub fn check_ident(field: &str, text: &str) -> Validation {
             },
         ));
     }
-    Ok(())
+    // Identifiers are opaque: never a phone or ID number (DESIGN.md §2).
+    check_no_personal_data(field, text)
 }
 
 macro_rules! ident_type {

@@ -23,5 +23,5 @@ pub use branchledger_crypto::{Hash, PublicKey, Signature};
 pub use codec::{decode, encode, encoded_len, DecodeError};
 pub use genesis::{Branch, ConsensusParams, Genesis, GenesisError, Validator, ValidatorSet};
 pub use ids::{BranchId, Date, IssueId, MeetingId, MemberId, Period};
-pub use record::{Record, RecordBody, RecordKind, SignedRecord};
+pub use record::{CoSignedRecord, Record, RecordBody, RecordKind, SignedRecord};
 pub use validation::{Rule, ValidationError};

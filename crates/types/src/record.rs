@@ -1,9 +1,11 @@
 //! Records: the facts a branch signs (DESIGN.md §2).
 //!
-//! A [`Record`] is the unsigned content; a [`SignedRecord`] adds the branch's signature and
-//! optional co-signatures. The record's id is the hash of its canonical unsigned bytes, so an
-//! identical replay has the same id and is refused as a duplicate, and re-encoding a signature
-//! cannot make a "new" record.
+//! A [`Record`] is the unsigned content; a [`SignedRecord`] adds optional co-signatures (e.g.
+//! by a member's own key, over the record alone) and the branch's signature over the record
+//! and its co-signatures. The record's id ([`record_id`]) hashes the record and its
+//! co-signatures but not the branch signature, so an identical replay has the same id and is
+//! refused as a duplicate, re-encoding the branch signature cannot make a "new" record, and
+//! changing the co-signature set changes the id and breaks the branch signature.
 
 use std::collections::BTreeSet;
 
@@ -322,14 +324,83 @@ pub struct IssueReviewed {
 
 /// A correction of an earlier record by the same branch. The original stays on chain;
 /// queries show the corrected view and the history.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+///
+/// `RecordBody` holds a `Correction` and a `Correction` holds a `RecordBody`, so the type is
+/// recursive, and a derived decoder would follow a chain of corrections nested in each
+/// other's `replacement` as deep as the input goes, one stack frame per level: 4 000 levels
+/// fit in a 156 KB record and overflow a 2 MiB thread stack. Both decoders here (borsh and
+/// serde) refuse a replacement that is itself a correction, so a decoded body nests at most
+/// one level. Encoding is derived and unchanged: every valid record has the bytes it had.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, Serialize, Deserialize)]
 pub struct Correction {
     /// The id of the record corrected.
     pub target: Hash,
     /// Why, at most [`REASON_CHARS_MAX`] characters.
     pub reason: String,
     /// The body that replaces the original's, of the same kind; none retracts the original.
+    /// Never a correction: decoding refuses one.
+    #[serde(default, deserialize_with = "deserialize_replacement")]
     pub replacement: Option<Box<RecordBody>>,
+}
+
+/// The borsh variant index of [`RecordBody::Correction`] (its position in declaration order).
+/// A unit test checks it against the derived encoding.
+const CORRECTION_VARIANT: u8 = 12;
+
+/// Why a replacement that is a correction is refused, by both decoders.
+const NESTED_CORRECTION: &str =
+    "correction.replacement: a correction cannot replace a record with another correction";
+
+/// The derived decoding of `Correction` (`target`, `reason`, then `replacement` as a borsh
+/// `Option`), except that the replacement's variant index is read first and a correction is
+/// refused before anything of its body is decoded. Decoding a correction therefore recurses
+/// once, into a body that cannot recurse again.
+impl BorshDeserialize for Correction {
+    fn deserialize_reader<R: borsh::io::Read>(reader: &mut R) -> borsh::io::Result<Self> {
+        use borsh::de::EnumExt as _;
+        use borsh::io::{Error, ErrorKind};
+
+        let target = Hash::deserialize_reader(reader)?;
+        let reason = String::deserialize_reader(reader)?;
+        let replacement = match u8::deserialize_reader(reader)? {
+            0 => None,
+            1 => {
+                let variant = u8::deserialize_reader(reader)?;
+                if variant == CORRECTION_VARIANT {
+                    return Err(Error::new(ErrorKind::InvalidData, NESTED_CORRECTION));
+                }
+                Some(Box::new(RecordBody::deserialize_variant(reader, variant)?))
+            }
+            flag => {
+                // The message borsh gives for any `Option`.
+                return Err(Error::new(
+                    ErrorKind::InvalidData,
+                    format!("Invalid Option representation: {flag}. The first byte must be 0 or 1"),
+                ));
+            }
+        };
+        Ok(Correction {
+            target,
+            reason,
+            replacement,
+        })
+    }
+}
+
+/// Serde's decoding of [`Correction::replacement`]: refuses a correction. Text formats are
+/// already bounded in depth by their parser (serde_json stops at 128 levels); this keeps the
+/// two decoders' verdicts the same.
+fn deserialize_replacement<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Box<RecordBody>>, D::Error> {
+    let replacement = <Option<Box<RecordBody>> as Deserialize>::deserialize(deserializer)?;
+    if replacement
+        .as_deref()
+        .is_some_and(|body| body.kind() == RecordKind::Correction)
+    {
+        return Err(serde::de::Error::custom(NESTED_CORRECTION));
+    }
+    Ok(replacement)
 }
 
 /// What a record says.
@@ -585,23 +656,57 @@ pub struct Record {
     pub body: RecordBody,
 }
 
+/// The borsh encoding of an empty list of co-signatures (a zero `u32` count).
+const NO_CO_SIGNATURES: [u8; 4] = [0; 4];
+
+/// The canonical bytes of a list of co-signatures, as [`SignedRecord`] encodes them.
+fn co_signature_bytes(co_signatures: &[CoSignature]) -> Vec<u8> {
+    encode(co_signatures)
+}
+
+/// The id of `record` carrying `co_signatures`:
+/// `H(tag_record_id ‖ borsh(record) ‖ borsh(co_signatures))`, the same definition for every
+/// record (without co-signatures, `borsh` of the empty list is four zero bytes).
+///
+/// The co-signatures are inside the id, so the Merkle leaf that commits a record in a block
+/// commits its co-signature set too. The branch signature is not: an identical replay is a
+/// duplicate however its signature bytes are encoded.
+pub fn record_id(record: &Record, co_signatures: &[CoSignature]) -> Hash {
+    let record_bytes = encode(record);
+    if co_signatures.is_empty() {
+        hash_tagged(Domain::RecordId, &[&record_bytes, &NO_CO_SIGNATURES])
+    } else {
+        hash_tagged(
+            Domain::RecordId,
+            &[&record_bytes, &co_signature_bytes(co_signatures)],
+        )
+    }
+}
+
+/// The bytes the branch signs for `record` carrying `co_signatures`:
+/// `tag_record ‖ u32_le(len(chain_id)) ‖ chain_id ‖ borsh(record) ‖ borsh(co_signatures)`.
+///
+/// The same bytes as the id, so whoever holds a signed record (a relay, a store, an export)
+/// cannot add, remove, swap or re-encode a co-signature without breaking the branch
+/// signature.
+pub fn branch_signing_message(record: &Record, co_signatures: &[CoSignature]) -> Vec<u8> {
+    let mut body = encode(record);
+    if co_signatures.is_empty() {
+        body.extend_from_slice(&NO_CO_SIGNATURES);
+    } else {
+        body.extend_from_slice(&co_signature_bytes(co_signatures));
+    }
+    signing_bytes(Domain::Record, &record.chain_id, &body)
+}
+
 impl Record {
-    /// The canonical bytes of this record (what the id hashes and the signature covers).
+    /// The canonical bytes of this record (what a co-signature covers).
     pub fn canonical_bytes(&self) -> Vec<u8> {
         encode(self)
     }
 
-    /// The record id: `H(tag_record_id ‖ canonical(record))`.
-    pub fn id(&self) -> Hash {
-        hash_tagged(Domain::RecordId, &[&self.canonical_bytes()])
-    }
-
-    /// The bytes the branch signs.
-    pub fn signing_message(&self) -> Vec<u8> {
-        signing_bytes(Domain::Record, &self.chain_id, &self.canonical_bytes())
-    }
-
-    /// The bytes a co-signer signs.
+    /// The bytes a co-signer signs: `tag_record_cosign ‖ u32_le(len(chain_id)) ‖ chain_id ‖
+    /// borsh(record)`, the record alone (co-signers sign before the branch does).
     pub fn co_signing_message(&self) -> Vec<u8> {
         signing_bytes(
             Domain::RecordCoSignature,
@@ -618,14 +723,33 @@ impl Record {
         self.body.validate().map_err(|e| e.within("body"))
     }
 
-    /// Signs with the branch key.
-    pub fn sign(self, branch_key: &dyn Signer) -> SignedRecord {
-        let signature = branch_key.sign(&self.signing_message());
-        SignedRecord {
-            record: self,
-            signature,
-            co_signatures: Vec::new(),
+    /// A co-signature on this record by `signer` (e.g. a member's own key), over
+    /// [`Record::co_signing_message`].
+    pub fn co_signature(&self, signer: &dyn Signer) -> CoSignature {
+        CoSignature {
+            public_key: signer.public_key(),
+            signature: signer.sign(&self.co_signing_message()),
         }
+    }
+
+    /// This record with a first co-signature by `signer`; more may follow, then the branch
+    /// signs with [`CoSignedRecord::sign`].
+    pub fn co_signed_by(self, signer: &dyn Signer) -> CoSignedRecord {
+        self.with_co_signatures(Vec::new()).co_signed_by(signer)
+    }
+
+    /// This record with co-signatures made elsewhere (each by [`Record::co_signature`]),
+    /// for the branch to sign with [`CoSignedRecord::sign`].
+    pub fn with_co_signatures(self, co_signatures: Vec<CoSignature>) -> CoSignedRecord {
+        CoSignedRecord {
+            record: self,
+            co_signatures,
+        }
+    }
+
+    /// Signs with the branch key, with no co-signatures.
+    pub fn sign(self, branch_key: &dyn Signer) -> SignedRecord {
+        self.with_co_signatures(Vec::new()).sign(branch_key)
     }
 }
 
@@ -638,31 +762,83 @@ pub struct CoSignature {
     pub signature: Signature,
 }
 
+/// A record and its co-signatures, waiting for the branch signature. The order is fixed by
+/// what each signs: co-signers sign the record alone, then the branch signs the record with
+/// the co-signatures ([`branch_signing_message`]).
+///
+/// ```
+/// # use branchledger_crypto::Keypair;
+/// # use branchledger_types::record::*;
+/// # use branchledger_types::{BranchId, Date, MemberId};
+/// # let (branch_key, member_key) = (Keypair::from_seed([1; 32]), Keypair::from_seed([2; 32]));
+/// # let record = Record {
+/// #     chain_id: "c".into(), branch_id: BranchId("b".into()), created_at_ms: 1, nonce: 1,
+/// #     body: RecordBody::MemberLeft(MemberLeft {
+/// #         member_id: MemberId("m-1".into()), reason: LeaveReason::Resigned,
+/// #     }),
+/// # };
+/// let signed = record.co_signed_by(&member_key).sign(&branch_key);
+/// assert_eq!(signed.co_signatures.len(), 1);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoSignedRecord {
+    /// The content.
+    pub record: Record,
+    /// The co-signatures so far.
+    pub co_signatures: Vec<CoSignature>,
+}
+
+impl CoSignedRecord {
+    /// Adds a co-signature by `signer`.
+    pub fn co_signed_by(mut self, signer: &dyn Signer) -> CoSignedRecord {
+        self.co_signatures.push(self.record.co_signature(signer));
+        self
+    }
+
+    /// The id the record will have once signed (see [`record_id`]).
+    pub fn id(&self) -> Hash {
+        record_id(&self.record, &self.co_signatures)
+    }
+
+    /// The bytes the branch signs (see [`branch_signing_message`]).
+    pub fn signing_message(&self) -> Vec<u8> {
+        branch_signing_message(&self.record, &self.co_signatures)
+    }
+
+    /// Signs the record and its co-signatures with the branch key.
+    pub fn sign(self, branch_key: &dyn Signer) -> SignedRecord {
+        let signature = branch_key.sign(&self.signing_message());
+        SignedRecord {
+            record: self.record,
+            signature,
+            co_signatures: self.co_signatures,
+        }
+    }
+}
+
 /// A record with its branch signature and co-signatures: what travels and is stored.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct SignedRecord {
     /// The content.
     pub record: Record,
-    /// The branch's signature over [`Record::signing_message`].
+    /// The branch's signature over [`SignedRecord::signing_message`]: the record and its
+    /// co-signatures.
     pub signature: Signature,
-    /// Co-signatures, at most [`CO_SIGNATURES_MAX`], distinct keys.
+    /// Co-signatures, at most [`CO_SIGNATURES_MAX`], distinct keys, each over
+    /// [`Record::co_signing_message`].
     pub co_signatures: Vec<CoSignature>,
 }
 
 impl SignedRecord {
-    /// The record id (of the unsigned content).
+    /// The record id: of the record and its co-signatures, not of the branch signature (see
+    /// [`record_id`]).
     pub fn id(&self) -> Hash {
-        self.record.id()
+        record_id(&self.record, &self.co_signatures)
     }
 
-    /// Adds a co-signature.
-    pub fn co_sign(mut self, signer: &dyn Signer) -> SignedRecord {
-        let signature = signer.sign(&self.record.co_signing_message());
-        self.co_signatures.push(CoSignature {
-            public_key: signer.public_key(),
-            signature,
-        });
-        self
+    /// The bytes the branch signature covers (see [`branch_signing_message`]).
+    pub fn signing_message(&self) -> Vec<u8> {
+        branch_signing_message(&self.record, &self.co_signatures)
     }
 
     /// Canonical bytes of the whole envelope.
@@ -675,8 +851,11 @@ impl SignedRecord {
         decode("signed record", bytes, RECORD_BYTES_MAX)
     }
 
-    /// Stateless rules for the record and the envelope (co-signature count and distinctness).
-    /// Signatures are checked by the verifier, which knows the keys.
+    /// Stateless rules for the record and the envelope: co-signature count, distinct
+    /// co-signer keys, and each co-signer key a strong one (a point, canonically encoded, of
+    /// prime order: [`check_registered_key`]), since a co-signature by a small-order key
+    /// proves nothing. Signatures are checked by the verifier, which knows the keys; whose
+    /// keys may co-sign is a stateful rule.
     pub fn validate(&self) -> Validation {
         self.record.validate()?;
         check_count(
@@ -687,9 +866,18 @@ impl SignedRecord {
         )?;
         let mut seen = BTreeSet::new();
         for (i, co) in self.co_signatures.iter().enumerate() {
+            let field = || format!("co_signatures[{i}].public_key");
+            check_registered_key(&co.public_key).map_err(|e| {
+                ValidationError::new(
+                    field(),
+                    Rule::Key {
+                        reason: e.to_string(),
+                    },
+                )
+            })?;
             if !seen.insert(co.public_key) {
                 return Err(ValidationError::new(
-                    format!("co_signatures[{i}].public_key"),
+                    field(),
                     Rule::Duplicate {
                         value: co.public_key.to_hex(),
                     },
@@ -957,13 +1145,71 @@ mod tests {
     }
 
     #[test]
+    fn correction_variant_index_is_the_derived_one() {
+        let body = RecordBody::Correction(Correction {
+            target: Hash::ZERO,
+            reason: "r".into(),
+            replacement: None,
+        });
+        assert_eq!(encode(&body)[0], CORRECTION_VARIANT);
+        assert_eq!(
+            RecordKind::ALL
+                .iter()
+                .position(|k| *k == RecordKind::Correction),
+            Some(usize::from(CORRECTION_VARIANT))
+        );
+    }
+
+    #[test]
+    fn co_signatures_are_in_the_id_and_the_branch_message() {
+        let branch = branchledger_crypto::Keypair::from_seed([1; 32]);
+        let member = branchledger_crypto::Keypair::from_seed([2; 32]);
+        let co_signed = record(study(60, "m")).co_signed_by(&member);
+        let id = co_signed.id();
+        let message = co_signed.signing_message();
+        let signed = co_signed.sign(&branch);
+        assert_eq!(signed.id(), id);
+        assert_eq!(signed.signing_message(), message);
+        let bare = record(study(60, "m")).sign(&branch);
+        assert_ne!(bare.id(), signed.id());
+        // Without co-signatures: the record, then an empty list.
+        let mut bytes = encode(&bare.record);
+        bytes.extend_from_slice(&[0; 4]);
+        assert_eq!(
+            bare.id(),
+            hash_tagged(Domain::RecordId, &[&bytes]),
+            "one definition for every record"
+        );
+        assert_eq!(
+            bare.signing_message(),
+            signing_bytes(Domain::Record, "test-chain", &bytes)
+        );
+    }
+
+    #[test]
+    fn weak_co_signer_keys_are_refused() {
+        let branch = branchledger_crypto::Keypair::from_seed([1; 32]);
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let signed = record(study(60, "m"))
+            .with_co_signatures(vec![CoSignature {
+                public_key: PublicKey(identity),
+                signature: Signature([0; 64]),
+            }])
+            .sign(&branch);
+        let error = signed.validate().expect_err("small-order co-signer");
+        assert_eq!(error.field, "co_signatures[0].public_key");
+        assert!(error.to_string().contains("small-order"), "{error}");
+    }
+
+    #[test]
     fn duplicate_co_signers_are_refused() {
         let branch = branchledger_crypto::Keypair::from_seed([1; 32]);
         let member = branchledger_crypto::Keypair::from_seed([2; 32]);
         let signed = record(study(60, "m"))
-            .sign(&branch)
-            .co_sign(&member)
-            .co_sign(&member);
+            .co_signed_by(&member)
+            .co_signed_by(&member)
+            .sign(&branch);
         let error = signed.validate().expect_err("same co-signer twice");
         assert_eq!(error.field, "co_signatures[1].public_key");
     }

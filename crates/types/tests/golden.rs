@@ -146,12 +146,12 @@ fn records() -> Vec<SignedRecord> {
             member_key: Some(member_key().public_key()),
         }),
     )
-    .sign(&north())
-    .co_sign(&member_key());
+    .co_signed_by(&member_key())
+    .sign(&north());
     let study = record("branch-north", 5, study_body(90))
-        .sign(&north())
-        .co_sign(&member_key())
-        .co_sign(&second_member_key());
+        .co_signed_by(&member_key())
+        .co_signed_by(&second_member_key())
+        .sign(&north());
     let study_id = study.id();
     let bodies = vec![
         (
@@ -346,7 +346,7 @@ fn entries() -> Vec<Entry> {
         let mut signatures = vec![signature_vector(
             "branch".into(),
             branch_key_of(signed).public_key(),
-            &signed.record.signing_message(),
+            &signed.signing_message(),
             &signed.signature,
         )];
         for (i, co) in signed.co_signatures.iter().enumerate() {
@@ -568,16 +568,22 @@ fn golden() -> GoldenFile {
              (little-endian fixed-width integers; u32 length prefix for strings and vectors; \
              one byte 0/1 for Option and bool; one byte variant index for enums)."
                 .into(),
-            "Record id = BLAKE3(tag(RecordId) || borsh(Record)); borsh(Record) is the \
-             SignedRecord encoding without its trailing signature and co-signatures."
+            "Record id = BLAKE3(tag(RecordId) || borsh(Record) || borsh(co_signatures)); the \
+             SignedRecord encoding is borsh(Record) || signature (64 bytes) || \
+             borsh(co_signatures), so the id hashes it without the branch signature. \
+             borsh(co_signatures) is a u32 count then (public key, signature) pairs; four \
+             zero bytes when there are none."
                 .into(),
             "Block id = BLAKE3(tag(BlockId) || borsh(BlockHeader)). Validator set id = \
              BLAKE3(tag(ValidatorSet) || borsh(Vec<PublicKey>))."
                 .into(),
-            "Signing message = tag(domain) || u32_le(len(chain_id)) || chain_id || \
-             borsh(body), body = Record (domains Record, RecordCoSignature), Vote or Proposal. \
-             A commit signature signs the precommit Vote {height, round, Precommit, \
-             Some(block_id), validator_index}."
+            "Signing message = tag(domain) || u32_le(len(chain_id)) || chain_id || body. \
+             For the branch signature of a record (domain Record) body = borsh(Record) || \
+             borsh(co_signatures), the bytes the id hashes; for a co-signature (domain \
+             RecordCoSignature) body = borsh(Record): members co-sign the record, then the \
+             branch signs it with the co-signatures. For a vote or proposal body = borsh(Vote) \
+             or borsh(Proposal). A commit signature signs the precommit Vote {height, round, \
+             Precommit, Some(block_id), validator_index}."
                 .into(),
             "Signatures are Ed25519 (R || s), verified by the ZIP-215 rule.".into(),
         ],
@@ -690,24 +696,40 @@ fn golden_file_is_self_consistent() {
             assert_eq!(&after_tag[4..4 + chain.len()], chain, "{}", entry.name);
         }
         if entry.type_name == "SignedRecord" {
-            // The branch signs tag(Record) ‖ chain ‖ borsh(Record); the envelope starts
-            // with borsh(Record), and the id hashes it.
+            // The envelope is borsh(Record) ‖ signature ‖ borsh(co_signatures). The branch
+            // signs tag(Record) ‖ chain ‖ borsh(Record) ‖ borsh(co_signatures), each
+            // co-signer tag(RecordCoSignature) ‖ chain ‖ borsh(Record), and the id hashes
+            // borsh(Record) ‖ borsh(co_signatures).
             let branch = &entry.signatures[0];
+            let co_signers = &entry.signatures[1..];
             let message = hex::decode(&branch.signing_message).expect("message hex");
-            let record_bytes = &message[prefix_len("Record")..];
-            assert!(encoding.starts_with(record_bytes), "{}", entry.name);
             assert!(message.starts_with(&tag("Record")), "{}", entry.name);
+            let signed_body = &message[prefix_len("Record")..];
+            let co_len = 4 + co_signers.len() * (32 + 64);
+            assert!(signed_body.len() > co_len, "{}", entry.name);
+            let (record_bytes, co_bytes) = signed_body.split_at(signed_body.len() - co_len);
+            let signature = hex::decode(&branch.signature).expect("signature hex");
             assert_eq!(
-                entry.id.as_deref(),
-                Some(blake3_tagged(&tag("RecordId"), record_bytes).as_str()),
+                encoding,
+                [record_bytes, &signature, co_bytes].concat(),
                 "{}",
                 entry.name
             );
-            for co in &entry.signatures[1..] {
+            let mut expected_co_bytes = (co_signers.len() as u32).to_le_bytes().to_vec();
+            for co in co_signers {
+                expected_co_bytes.extend(hex::decode(&co.public_key).expect("key hex"));
+                expected_co_bytes.extend(hex::decode(&co.signature).expect("signature hex"));
                 let co_message = hex::decode(&co.signing_message).expect("message hex");
                 assert!(co_message.starts_with(&tag("RecordCoSignature")));
                 assert_eq!(&co_message[prefix_len("RecordCoSignature")..], record_bytes);
             }
+            assert_eq!(co_bytes, expected_co_bytes, "{}", entry.name);
+            assert_eq!(
+                entry.id.as_deref(),
+                Some(blake3_tagged(&tag("RecordId"), signed_body).as_str()),
+                "{}",
+                entry.name
+            );
             records_checked += 1;
         }
         if entry.type_name == "BlockHeader" {

@@ -292,11 +292,12 @@ fn signed_record_unchecked() -> impl Strategy<Value = SignedRecord> {
 fn signed_record() -> impl Strategy<Value = (SignedRecord, PublicKey)> {
     (record(), any::<u8>(), 0..3usize).prop_map(|(record, seed, co_signers)| {
         let branch_key = Keypair::from_seed([seed; 32]);
-        let mut signed = record.sign(&branch_key);
+        let mut co_signed = record.with_co_signatures(Vec::new());
         for i in 0..co_signers {
-            signed = signed.co_sign(&Keypair::from_seed([seed.wrapping_add(1 + i as u8); 32]));
+            co_signed =
+                co_signed.co_signed_by(&Keypair::from_seed([seed.wrapping_add(1 + i as u8); 32]));
         }
-        (signed, branch_key.public_key())
+        (co_signed.sign(&branch_key), branch_key.public_key())
     })
 }
 
@@ -442,12 +443,7 @@ where
 /// True if the branch signature verifies under `branch_key` and every co-signature under
 /// the key it names: what a verifier would accept.
 fn all_signatures_verify(record: &SignedRecord, branch_key: &PublicKey) -> bool {
-    verify(
-        branch_key,
-        &record.record.signing_message(),
-        &record.signature,
-    )
-    .is_ok()
+    verify(branch_key, &record.signing_message(), &record.signature).is_ok()
         && record.co_signatures.iter().all(|co| {
             verify(
                 &co.public_key,
@@ -491,10 +487,15 @@ proptest! {
         check_codec(&record)?;
         check_codec(&record.record)?;
         prop_assert_eq!(SignedRecord::from_bytes(&record.to_bytes()), Ok(record.clone()));
-        // The id is a function of the unsigned content only.
+        // The id is a function of the record and its co-signatures, not of the branch
+        // signature.
         let mut resigned = record.clone();
         resigned.signature.0[0] ^= 1;
         prop_assert_eq!(resigned.id(), record.id());
+        let mut stripped = record.clone();
+        if stripped.co_signatures.pop().is_some() {
+            prop_assert_ne!(stripped.id(), record.id());
+        }
     }
 
     #[test]
@@ -574,7 +575,7 @@ proptest! {
         // Every message a key could be asked to sign, for chains "a" and "b".
         let mut messages: Vec<(String, Vec<u8>)> = Vec::new();
         for chain in ["a", "b"] {
-            messages.push((format!("record on {chain}"), on(chain).signing_message()));
+            messages.push((format!("record on {chain}"), branch_signing_message(&on(chain), &[])));
             messages.push((format!("co-signature on {chain}"), on(chain).co_signing_message()));
             messages.push((format!("vote on {chain}"), vote.signing_message(chain)));
             messages.push((format!("proposal on {chain}"), proposal.signing_message(chain)));
@@ -619,8 +620,8 @@ fn every_bit_flip_of_a_co_signed_record_is_caught() {
             }],
         }),
     }
-    .sign(&branch_key)
-    .co_sign(&Keypair::from_seed([2; 32]));
+    .co_signed_by(&Keypair::from_seed([2; 32]))
+    .sign(&branch_key);
     let bytes = record.to_bytes();
     let public = branch_key.public_key();
     for bit in 0..bytes.len() * 8 {

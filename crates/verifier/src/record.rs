@@ -1,14 +1,14 @@
 //! Record-level predicates: stateless rules, branch signatures and co-signatures
 //! (DESIGN.md §2–§3), one record at a time or batched over many.
 
-use branchledger_crypto::{signing_bytes, verify, BatchVerifier, Domain, PublicKey};
+use branchledger_crypto::{verify, BatchVerifier, PublicKey};
 use branchledger_types::{Genesis, SignedRecord};
 use rayon::prelude::*;
 
 use crate::error::{RecordBatchError, Result, VerificationError};
 
 /// Stateless rules of a signed record (DESIGN.md §2: identifiers, lengths, ranges, dates,
-/// co-signature count and distinctness) and that it is for this chain.
+/// co-signature count, distinct and strong co-signer keys) and that it is for this chain.
 ///
 /// Does not check signatures: see [`verify_record_signatures`].
 pub fn check_record_stateless(genesis: &Genesis, record: &SignedRecord) -> Result {
@@ -38,21 +38,20 @@ fn branch_key(genesis: &Genesis, record: &SignedRecord) -> Result<PublicKey> {
         })
 }
 
-/// The branch exists in genesis, its signature over [`Record::signing_message`] verifies under
-/// the branch's genesis key, and every co-signature verifies over
-/// [`Record::co_signing_message`] under the key it names (all by ZIP-215, DESIGN.md §3).
+/// The branch exists in genesis, its signature over [`SignedRecord::signing_message`] (the
+/// record and its co-signatures) verifies under the branch's genesis key, and every
+/// co-signature verifies over [`Record::co_signing_message`] under the key it names (all by
+/// ZIP-215, DESIGN.md §3).
 ///
-/// Co-signer keys are taken as the record carries them: whether a key belongs to the member
-/// the record is about is a stateful rule, checked when the record is applied.
+/// Co-signer keys are taken here as the record carries them. That each is the registered key
+/// of an active member the record concerns is a stateful rule, checked when the record is
+/// applied (`branchledger_state`); that each is a strong key is a stateless one
+/// ([`check_record_stateless`]).
 ///
-/// [`Record::signing_message`]: branchledger_types::Record::signing_message
 /// [`Record::co_signing_message`]: branchledger_types::Record::co_signing_message
 pub fn verify_record_signatures(genesis: &Genesis, record: &SignedRecord) -> Result {
     let key = branch_key(genesis, record)?;
-    let canonical = record.record.canonical_bytes();
-    let chain_id = &record.record.chain_id;
-    let message = signing_bytes(Domain::Record, chain_id, &canonical);
-    verify(&key, &message, &record.signature).map_err(|reason| {
+    verify(&key, &record.signing_message(), &record.signature).map_err(|reason| {
         VerificationError::BadRecordSignature {
             record_id: record.id(),
             reason,
@@ -61,7 +60,7 @@ pub fn verify_record_signatures(genesis: &Genesis, record: &SignedRecord) -> Res
     if record.co_signatures.is_empty() {
         return Ok(());
     }
-    let co_message = signing_bytes(Domain::RecordCoSignature, chain_id, &canonical);
+    let co_message = record.record.co_signing_message();
     for (co_signature_index, co) in record.co_signatures.iter().enumerate() {
         verify(&co.public_key, &co_message, &co.signature).map_err(|reason| {
             VerificationError::BadCoSignature {
@@ -85,7 +84,7 @@ enum Slot {
 struct RecordMessages {
     /// The branch key, or the error if the branch is unknown (nothing is queued then).
     key: Result<PublicKey>,
-    /// `tag_record ‖ chain_id ‖ canonical(record)`.
+    /// `tag_record ‖ chain_id ‖ canonical(record) ‖ canonical(co_signatures)`.
     message: Vec<u8>,
     /// `tag_record_cosign ‖ chain_id ‖ canonical(record)`, empty if there are no co-signatures.
     co_message: Vec<u8>,
@@ -103,18 +102,14 @@ pub fn verify_records_batch(
     // Building the messages encodes every record; do it on all cores too.
     let messages: Vec<RecordMessages> = records
         .par_iter()
-        .map(|record| {
-            let canonical = record.record.canonical_bytes();
-            let chain_id = &record.record.chain_id;
-            RecordMessages {
-                key: branch_key(genesis, record),
-                message: signing_bytes(Domain::Record, chain_id, &canonical),
-                co_message: if record.co_signatures.is_empty() {
-                    Vec::new()
-                } else {
-                    signing_bytes(Domain::RecordCoSignature, chain_id, &canonical)
-                },
-            }
+        .map(|record| RecordMessages {
+            key: branch_key(genesis, record),
+            message: record.signing_message(),
+            co_message: if record.co_signatures.is_empty() {
+                Vec::new()
+            } else {
+                record.record.co_signing_message()
+            },
         })
         .collect();
 

@@ -4,7 +4,7 @@
 mod fixture;
 
 use branchledger_crypto::{Hash, Signer, VerifyError};
-use branchledger_types::record::CoSignature;
+use branchledger_types::record::{branch_signing_message, CoSignature};
 use branchledger_types::{
     BlockHeader, BranchId, CommitSignature, RecordBody, SignedRecord, Vote, VoteKind,
 };
@@ -68,8 +68,17 @@ fn record_signed_by_another_branch_fails() {
 #[test]
 fn bad_co_signature_is_named_by_position() {
     let genesis = genesis();
-    let mut record = co_signed_study(0, 1).co_sign(&member_key(5));
-    record.co_signatures[1].signature.0[10] ^= 0x40;
+    // The branch signs a bad co-signature: the branch signature verifies, the co-signature
+    // does not.
+    let record = study_record(0, 1)
+        .co_signed_by(&member_key(0))
+        .co_signed_by(&member_key(5));
+    let mut co_signatures = record.co_signatures.clone();
+    co_signatures[1].signature.0[10] ^= 0x40;
+    let record = record
+        .record
+        .with_co_signatures(co_signatures)
+        .sign(&branch_key(0));
     assert_eq!(
         verify_record_signatures(&genesis, &record),
         Err(VerificationError::BadCoSignature {
@@ -84,12 +93,15 @@ fn bad_co_signature_is_named_by_position() {
 fn co_signature_over_the_branch_message_fails() {
     // A signature over the branch-signing bytes must not pass as a co-signature (domains).
     let genesis = genesis();
-    let mut record = signed_study(0, 1);
+    let record = study_record(0, 1);
     let member = member_key(0);
-    record.co_signatures.push(CoSignature {
+    let co_signature = CoSignature {
         public_key: member.public_key(),
-        signature: member.sign(&record.record.signing_message()),
-    });
+        signature: member.sign(&branch_signing_message(&record, &[])),
+    };
+    let record = record
+        .with_co_signatures(vec![co_signature])
+        .sign(&branch_key(0));
     assert!(matches!(
         verify_record_signatures(&genesis, &record),
         Err(VerificationError::BadCoSignature {
@@ -97,6 +109,116 @@ fn co_signature_over_the_branch_message_fails() {
             ..
         })
     ));
+}
+
+/// The branch signature covers the co-signatures and the record id hashes them, so whoever
+/// holds a signed record (a relay, a store, an export) cannot strip, add, swap or reorder a
+/// co-signature: the id changes, the branch signature fails, and a block holding the changed
+/// record no longer matches its records root.
+#[test]
+fn changing_the_co_signatures_changes_the_id_and_breaks_the_branch_signature() {
+    let genesis = genesis();
+    let original = study_record(0, 1)
+        .co_signed_by(&member_key(0))
+        .co_signed_by(&member_key(2))
+        .sign(&branch_key(0));
+    assert_eq!(verify_record_signatures(&genesis, &original), Ok(()));
+    // A genuine co-signature on the same record by a third key.
+    let genuine = study_record(0, 1).co_signature(&member_key(3));
+
+    let mut stripped = original.clone();
+    stripped.co_signatures.pop();
+    let mut all_stripped = original.clone();
+    all_stripped.co_signatures.clear();
+    let mut added = original.clone();
+    added.co_signatures.push(genuine.clone());
+    let mut swapped = original.clone();
+    swapped.co_signatures[1] = genuine;
+    let mut reordered = original.clone();
+    reordered.co_signatures.swap(0, 1);
+
+    let block = committed_block(&genesis, None, vec![original.clone()]).block;
+    for (name, changed) in [
+        ("stripped", stripped),
+        ("all stripped", all_stripped),
+        ("added", added),
+        ("swapped", swapped),
+        ("reordered", reordered),
+    ] {
+        assert_ne!(changed.id(), original.id(), "{name}");
+        // Each co-signature left is genuine: only the branch signature catches the change.
+        let co_message = changed.record.co_signing_message();
+        for co in &changed.co_signatures {
+            assert_eq!(
+                branchledger_crypto::verify(&co.public_key, &co_message, &co.signature),
+                Ok(()),
+                "{name}"
+            );
+        }
+        let expected = VerificationError::BadRecordSignature {
+            record_id: changed.id(),
+            reason: VerifyError::BadSignature,
+        };
+        assert_eq!(
+            verify_record_signatures(&genesis, &changed),
+            Err(expected.clone()),
+            "{name}"
+        );
+        let batch = verify_records_batch(&genesis, std::slice::from_ref(&changed))
+            .expect_err("the batch agrees");
+        assert_eq!(batch.bad, vec![(0, changed.id(), expected)], "{name}");
+
+        let mut b = block.clone();
+        b.records[0] = changed;
+        assert!(
+            matches!(
+                check_records_root(&b),
+                Err(VerificationError::RecordsRootMismatch { .. })
+            ),
+            "{name}"
+        );
+    }
+
+    // The branch signature's own bytes are outside the id: a replay is a duplicate however
+    // they are encoded.
+    let mut replay = original.clone();
+    replay.signature.0[0] ^= 1;
+    assert_eq!(replay.id(), original.id());
+}
+
+#[test]
+fn a_weak_co_signer_key_is_refused_statelessly() {
+    let genesis = genesis();
+    // y = 1: the identity point, of order 1. Under ZIP-215 a signature (R = identity,
+    // s = 0) verifies for every message, so the co-signature proves nothing.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let mut r_and_s = [0u8; 64];
+    r_and_s[0] = 1;
+    let weak = CoSignature {
+        public_key: branchledger_crypto::PublicKey(identity),
+        signature: branchledger_crypto::Signature(r_and_s),
+    };
+    let record = study_record(0, 1);
+    assert_eq!(
+        branchledger_crypto::verify(
+            &weak.public_key,
+            &record.co_signing_message(),
+            &weak.signature
+        ),
+        Ok(()),
+        "the trivial signature verifies under ZIP-215"
+    );
+    let record = record.with_co_signatures(vec![weak]).sign(&branch_key(0));
+    assert_eq!(verify_record_signatures(&genesis, &record), Ok(()));
+    match check_record_stateless(&genesis, &record) {
+        Err(VerificationError::RecordInvalid { record_id, error }) => {
+            assert_eq!(record_id, record.id());
+            assert_eq!(error.field, "co_signatures[0].public_key");
+            assert!(error.to_string().contains("small-order"), "{error}");
+        }
+        other => panic!("expected the weak key to be refused, got {other:?}"),
+    }
 }
 
 #[test]
@@ -156,7 +278,11 @@ fn record_batch_names_every_bad_record_and_agrees_with_single_checks() {
         record.branch_id = BranchId("nowhere".into());
         record.sign(&branch_key(0))
     };
-    records[150].co_signatures[0].signature.0[0] ^= 1;
+    records[150] = {
+        let mut co_signatures = records[150].co_signatures.clone();
+        co_signatures[0].signature.0[0] ^= 1;
+        re_signed(&records[150], co_signatures, 150 % BRANCHES)
+    };
     records[282].signature.0[63] ^= 0x10;
     records[282].co_signatures[0].signature.0[5] ^= 2;
 
@@ -415,9 +541,10 @@ fn records_root_count_and_duplicates() {
         })
     );
 
-    // A duplicate whose signature differs is still the same record.
+    // A duplicate whose branch signature differs is still the same record.
     let mut b = block.clone();
-    b.records[1] = b.records[0].clone().co_sign(&member_key(0));
+    b.records[1] = b.records[0].clone();
+    b.records[1].signature.0[0] ^= 1;
     b.header.records_root = b.compute_records_root();
     assert!(matches!(
         check_records_root(&b),

@@ -158,7 +158,7 @@ fn generated(
             other => Box::new(other),
         });
         RecordBody::Correction(Correction {
-            target: original.id(),
+            target: branchledger_types::record::record_id(&original, &[]),
             reason: "generated correction".into(),
             replacement,
         })

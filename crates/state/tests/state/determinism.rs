@@ -13,7 +13,7 @@ use crate::fixture::*;
 /// The digest after [`scripted_blocks`]. It changes only if the rules or an encoding change:
 /// then the change is a protocol change and this constant is updated deliberately.
 const SCRIPTED_DIGEST_HEX: &str =
-    "425970fa11ac14140d7674309be46d0f7643e4433bc2295615c1ed92c7f8e5d3";
+    "2e2737b837749c2fa4348682d45e736c456b19f4b6cbc659b8f101c6dc0a5650";
 
 /// A fixed history: registrations, study, dues, a meeting with a guest, the issue life cycle,
 /// a transfer, corrections and a retraction, over eight blocks.

@@ -112,6 +112,24 @@ impl Chain {
         .sign(&branch_key(branch))
     }
 
+    /// A record of `branch` like [`Chain::record`], co-signed by `co_signers` before the
+    /// branch signs it.
+    pub fn co_signed(
+        &mut self,
+        branch: usize,
+        body: RecordBody,
+        co_signers: &[&Keypair],
+    ) -> SignedRecord {
+        let mut co_signed = self
+            .record(branch, body)
+            .record
+            .with_co_signatures(Vec::new());
+        for co_signer in co_signers {
+            co_signed = co_signed.co_signed_by(*co_signer);
+        }
+        co_signed.sign(&branch_key(branch))
+    }
+
     /// Applies a block of `records`; on success commits it into the state.
     pub fn block(&mut self, records: &[SignedRecord]) -> Result<StateDelta, BlockError> {
         let time_ms = self.next_time_ms();
@@ -184,6 +202,24 @@ pub fn joined(member: &str, mobile: bool) -> RecordBody {
         mobile,
         member_key: None,
     })
+}
+
+/// The key a member registers in [`joined_with_key`], from the member id.
+pub fn member_key(member: &str) -> Keypair {
+    let mut seed = [0x5a; 32];
+    for (byte, id_byte) in seed.iter_mut().zip(member.bytes()) {
+        *byte = id_byte;
+    }
+    Keypair::from_seed(seed)
+}
+
+/// [`joined`] with the member's own key, [`member_key`]`(member)`.
+pub fn joined_with_key(member: &str, mobile: bool) -> RecordBody {
+    let RecordBody::MemberJoined(mut body) = joined(member, mobile) else {
+        unreachable!("joined makes a MemberJoined")
+    };
+    body.member_key = Some(member_key(member).public_key());
+    RecordBody::MemberJoined(body)
 }
 
 pub fn transferred(member: &str, to: usize) -> RecordBody {

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod co_signatures;
 mod determinism;
 mod fixture;
 mod rules;
