@@ -1267,3 +1267,92 @@ async fn requests_beyond_the_configured_rate_are_refused_and_the_node_recovers()
         .await
         .expect("served again after the limit window");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_without_the_credential_cannot_use_up_the_rate_of_the_operators_writes() {
+    let mut cluster = Cluster::new(1, fast_timeouts);
+    cluster.edit_config(0, |config| {
+        config["api"]["token"] = TOKEN.into();
+        config["api"]["requests_per_second"] = 5.into();
+    });
+    cluster.start(0);
+    cluster.wait_connected().await;
+    // Writes without the credential are refused as such, however many: they take nothing
+    // from the rate of writes.
+    let mut stranger = cluster.submit_client(0);
+    for i in 0..50 {
+        let status = stranger
+            .submit_record(record_request(member_joined(&format!("x-{i}"))))
+            .await
+            .expect_err("no credential");
+        assert_eq!(
+            status.code(),
+            Code::Unauthenticated,
+            "write {i}: {status:?}"
+        );
+    }
+    // Open reads use up their own bucket...
+    let mut node = pb::node_client::NodeClient::new(cluster.channel(0));
+    let mut refused = 0;
+    let started = std::time::Instant::now();
+    for _ in 0..50 {
+        if let Err(status) = node.status(pb::StatusRequest {}).await {
+            assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+            refused += 1;
+        }
+    }
+    // A burst of 5, then 5 a second for as long as the loop took (longer on a busy machine).
+    let allowed = 5 + (5.0 * started.elapsed().as_secs_f64()).ceil() as usize;
+    assert!(
+        refused >= 50usize.saturating_sub(allowed).max(1),
+        "only {refused} of 50 reads refused at 5 requests/s in {:?}",
+        started.elapsed()
+    );
+    // ... and the operator's write still goes through at once.
+    let answer = clients(&cluster)
+        .submit
+        .submit_record(record_request(member_joined("m-op")))
+        .await
+        .expect("the operator's write")
+        .into_inner();
+    assert!(answer.committed.is_some(), "{answer:?}");
+}
+
+#[test]
+fn a_node_whose_reads_need_a_token_but_has_none_does_not_start() {
+    let cluster = Cluster::new(1, fast_timeouts);
+    cluster.edit_config(0, |config| {
+        config["api"]["reads_require_token"] = true.into();
+    });
+    let log = cluster.dir.path().join("refused.log");
+    let mut child = support::branchd()
+        .args(["start", "--home"])
+        .arg(&cluster.nodes[0].home)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("run branchd start");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the node started and ran:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::park_timeout(Duration::from_millis(20));
+    };
+    assert!(!status.success(), "it exited cleanly");
+    let stderr = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        stderr.contains("api.reads_require_token")
+            && stderr.contains("api.token")
+            && stderr.contains("config.toml"),
+        "{stderr}"
+    );
+}

@@ -11,6 +11,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use branchledger_api::auth::TOKEN_BYTES_MAX;
+
 use crate::mempool::{MEMPOOL_BYTES_MAX_DEFAULT, MEMPOOL_RECORDS_MAX_DEFAULT};
 
 /// Default of `api.requests_per_second`.
@@ -53,12 +55,13 @@ pub struct ApiConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
     /// The operator's bearer token for write calls; empty: writes need no token (development
-    /// only).
+    /// only, and warned about at start unless the API listens on loopback only).
     pub token: String,
-    /// Reads also need the token.
+    /// Reads also need the token (refused at start with an empty token).
     pub reads_require_token: bool,
-    /// Requests per second the node serves, all clients together (bursts up to as many);
-    /// beyond it a request is refused with RESOURCE_EXHAUSTED.
+    /// Requests per second the node serves (bursts up to as many), counted apart for reads
+    /// (all clients together) and for writes (those with the operator's credential); beyond
+    /// it a request is refused with RESOURCE_EXHAUSTED.
     pub requests_per_second: u32,
 }
 
@@ -222,6 +225,54 @@ impl NodeConfig {
             })
     }
 
+    /// Checks what no single key's type can: that the credential settings make sense
+    /// together. Called by `branchd start` once the file, the environment and the flags are
+    /// applied; `path` is the file, for the error.
+    pub fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        let error = |message: String| ConfigError {
+            path: path.to_owned(),
+            message,
+        };
+        let token = &self.api.token;
+        if self.api.reads_require_token && token.is_empty() {
+            return Err(error(
+                "`api.reads_require_token` is true but `api.token` is empty: reads would stay \
+                 open to anyone; set `api.token` (or BRANCHD_API__TOKEN), or set \
+                 `api.reads_require_token = false`"
+                    .into(),
+            ));
+        }
+        if token.len() > TOKEN_BYTES_MAX {
+            return Err(error(format!(
+                "`api.token` is {} bytes long; a client can present at most {TOKEN_BYTES_MAX}",
+                token.len()
+            )));
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(error(
+                "`api.token` may hold only visible ASCII characters (no spaces or control \
+                 characters): a client sends it in an HTTP/2 header"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Settings that work but that an operator should hear about at start: writes with no
+    /// credential on an API that listens beyond loopback.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.api.token.is_empty() && !self.api.listen.ip().is_loopback() {
+            warnings.push(format!(
+                "`api.token` is empty and the API listens on {}, which is not a loopback \
+                 address: anyone who can reach it can submit records signed with this node's \
+                 branch key; set `api.token`",
+                self.api.listen
+            ));
+        }
+        warnings
+    }
+
     /// The configuration as TOML, for `init` and `testnet`.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("the configuration serialises to TOML")
@@ -280,6 +331,57 @@ mod tests {
             NodeConfig::load_from(&path, Env::raw().only(&[])).expect("example parses"),
             NodeConfig::default()
         );
+    }
+
+    #[test]
+    fn reads_that_require_an_empty_token_are_refused_naming_both_keys() {
+        let path = Path::new("config.toml");
+        let mut config = NodeConfig::default();
+        config.api.reads_require_token = true;
+        let text = config.check(path).expect_err("refused").to_string();
+        assert!(
+            text.contains("api.reads_require_token")
+                && text.contains("api.token")
+                && text.contains("config.toml"),
+            "{text}"
+        );
+        config.api.token = "s3cret".into();
+        config.check(path).expect("a token is set");
+        config.api.reads_require_token = false;
+        config.api.token = String::new();
+        config
+            .check(path)
+            .expect("open reads, open writes: development");
+    }
+
+    #[test]
+    fn tokens_no_client_could_present_are_refused() {
+        let path = Path::new("config.toml");
+        let mut config = NodeConfig::default();
+        config.api.token = "x".repeat(TOKEN_BYTES_MAX + 1);
+        let text = config.check(path).expect_err("too long").to_string();
+        assert!(text.contains("api.token"), "{text}");
+        config.api.token = "two words".into();
+        let text = config.check(path).expect_err("a space").to_string();
+        assert!(text.contains("api.token"), "{text}");
+    }
+
+    #[test]
+    fn an_empty_write_token_beyond_loopback_is_warned_about() {
+        let mut config = NodeConfig::default();
+        assert!(config.warnings().is_empty(), "loopback by default");
+        config.api.listen = SocketAddr::from(([0, 0, 0, 0], 9090));
+        let warnings = config.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("api.token") && warnings[0].contains("0.0.0.0:9090"),
+            "{warnings:?}"
+        );
+        config.api.listen = "[::1]:9090".parse().expect("address");
+        assert!(config.warnings().is_empty(), "IPv6 loopback");
+        config.api.listen = "10.1.2.3:9090".parse().expect("address");
+        config.api.token = "s3cret".into();
+        assert!(config.warnings().is_empty(), "a token is set");
     }
 
     #[test]

@@ -1,15 +1,18 @@
 //! The mempool: records verified once on admission, waiting to be proposed.
 //!
-//! * **Admission** checks the stateless rules, every signature (in one batch for a batch of
-//!   records), and that the record is neither pending nor already committed. Stateful rules
-//!   are not checked here: a record may depend on another that is still pending (a member's
-//!   first study session right after the member joined).
+//! * **Admission** checks that the record is neither pending nor already committed, its
+//!   stateless rules and the pool's room first, and only then the signatures of what is left
+//!   (in one batch for a batch of records), so a record that must be refused anyway costs no
+//!   signature work. Stateful rules are not checked here: a record may depend on another
+//!   that is still pending (a member's first study session right after the member joined).
 //! * **Bounded**: at most [`MempoolLimits::records_max`] records and
 //!   [`MempoolLimits::bytes_max`] bytes. A full pool refuses with [`AdmitError::Full`], which
 //!   the API turns into back-pressure (`RESOURCE_EXHAUSTED`), never unbounded memory.
 //! * **After each commit** the committed records leave the pool, and the rest are re-checked
 //!   in order against the new state; those that became invalid are dropped, and the reason is
-//!   kept (bounded) so the API can report it later.
+//!   kept (bounded) so the API can report it later. A reason is forgotten when its record is
+//!   admitted again or committed (in any validator's block), so a committed record is never
+//!   reported as dropped.
 //! * A record admitted here had its signatures verified; a proposal that carries the same
 //!   record (same id, same signatures) need not verify it again ([`Mempool::is_verified`]).
 
@@ -77,9 +80,10 @@ pub enum AdmitError {
 pub enum RecordStatus {
     /// Waiting to be proposed.
     Pending,
-    /// Dropped after a commit made it invalid, with the reason.
+    /// Dropped after a commit made it invalid (or a proposal built here refused it), with
+    /// the reason; not admitted again nor committed since.
     Dropped(String),
-    /// Not known to the pool (never seen, committed, or forgotten).
+    /// Not known to the pool (never seen, committed, withdrawn, or its drop forgotten).
     Unknown,
 }
 
@@ -98,9 +102,15 @@ pub struct Mempool {
     order: BTreeMap<u64, Hash>,
     next_sequence: u64,
     bytes: usize,
-    /// Why records were dropped, oldest first, at most `limits.dropped_max`.
-    dropped: VecDeque<(Hash, String)>,
-    dropped_index: HashMap<Hash, String>,
+    /// Drops remembered, oldest first, at most `limits.dropped_max`: the record and the
+    /// drop's number. An entry is stale once its record's reason was forgotten (the record
+    /// was admitted again or committed) or replaced by a later drop; it is skipped when it
+    /// leaves.
+    dropped: VecDeque<(Hash, u64)>,
+    /// The reason of each record's latest drop still remembered, with the drop's number.
+    dropped_index: HashMap<Hash, (u64, String)>,
+    /// The number of the next drop.
+    next_drop: u64,
 }
 
 impl Mempool {
@@ -114,6 +124,7 @@ impl Mempool {
             bytes: 0,
             dropped: VecDeque::new(),
             dropped_index: HashMap::new(),
+            next_drop: 0,
         }
     }
 
@@ -132,13 +143,24 @@ impl Mempool {
         self.bytes
     }
 
-    /// Admits a batch of records: stateless rules and signatures (one batch), duplicates
-    /// against the pool and the chain, and the bounds. Returns one result per record, in order.
+    /// Admits a batch of records. Returns one result per record, in order.
     ///
-    /// Back-pressure comes before the work: the records of a batch beyond the pool's free room
-    /// (in records) when the batch arrives are refused as [`AdmitError::Full`] without their
-    /// signatures being checked, so a node under more load than it can commit does not spend
-    /// its CPU verifying what it must refuse anyway.
+    /// The cheap checks come before any signature work, so what must be refused anyway costs
+    /// no verification:
+    ///
+    /// 1. back-pressure: the records of a batch beyond the pool's free room (in records) when
+    ///    the batch arrives are refused as [`AdmitError::Full`];
+    /// 2. a record already pending ([`AdmitError::Pending`]) — same content, so same id,
+    ///    whatever its signatures;
+    /// 3. its stateless rules and chain ([`branchledger_verifier::check_record_stateless`]:
+    ///    fields, co-signature count and distinctness), reported as that rule;
+    /// 4. a record already committed ([`AdmitError::Committed`]: the store's record-id
+    ///    lookup, a filter in front of it);
+    /// 5. a record that would take the pending bytes over the bound, counting those of the
+    ///    batch before it ([`AdmitError::Full`]).
+    ///
+    /// Only the records left are verified, their signatures in one batch; each keeps its
+    /// first fault (the branch signature before the co-signatures).
     pub fn admit(
         &mut self,
         genesis: &Genesis,
@@ -148,16 +170,40 @@ impl Mempool {
         let room = self.limits.records_max.saturating_sub(self.entries.len());
         let beyond_room = records.len().saturating_sub(room);
         records.truncate(records.len() - beyond_room);
-        let ids: Vec<Hash> = records.iter().map(SignedRecord::id).collect();
-        let mut verdicts: Vec<Result<(), AdmitError>> = vec![Ok(()); records.len()];
-        if let Err(error) = branchledger_verifier::check_records(genesis, &records) {
-            for (index, record_id, reason) in error.bad {
-                verdicts[index] = Err(AdmitError::Invalid(record_id, reason.to_string()));
+        let mut results: Vec<Result<Hash, AdmitError>> =
+            Vec::with_capacity(records.len() + beyond_room);
+        // The records that pass the cheap checks, with where their answer goes.
+        let mut to_verify: Vec<SignedRecord> = Vec::new();
+        let mut to_verify_at: Vec<(usize, Hash, usize)> = Vec::new();
+        let mut batch_bytes = 0usize;
+        for record in records {
+            let id = record.id();
+            match self.precheck(genesis, committed, &record, id, batch_bytes) {
+                Ok(bytes) => {
+                    batch_bytes += bytes;
+                    to_verify_at.push((results.len(), id, bytes));
+                    to_verify.push(record);
+                    // Overwritten below with the record's own answer.
+                    results.push(Ok(id));
+                }
+                Err(error) => results.push(Err(error)),
             }
         }
-        let mut results = Vec::with_capacity(records.len() + beyond_room);
-        for ((record, id), verdict) in records.into_iter().zip(ids).zip(verdicts) {
-            results.push(verdict.and_then(|()| self.insert(committed, record, id)));
+        let mut verdicts: Vec<Result<(), AdmitError>> = vec![Ok(()); to_verify.len()];
+        if !to_verify.is_empty() {
+            if let Err(error) = branchledger_verifier::verify_records_batch(genesis, &to_verify) {
+                for (index, record_id, reason) in error.bad {
+                    // The first fault found for a record is the one reported.
+                    if let Some(verdict @ Ok(())) = verdicts.get_mut(index) {
+                        *verdict = Err(AdmitError::Invalid(record_id, reason.to_string()));
+                    }
+                }
+            }
+        }
+        for ((record, (at, id, bytes)), verdict) in
+            to_verify.into_iter().zip(to_verify_at).zip(verdicts)
+        {
+            results[at] = verdict.and_then(|()| self.insert(record, id, bytes));
         }
         let full = AdmitError::Full {
             records: self.entries.len(),
@@ -167,19 +213,41 @@ impl Mempool {
         results
     }
 
-    fn insert(
-        &mut self,
+    /// The checks of [`Mempool::admit`] that need no signature work: pending, stateless
+    /// rules, committed, and the byte bound with `batch_bytes` taken by the records of the
+    /// batch before this one. Returns the record's encoded size.
+    fn precheck(
+        &self,
+        genesis: &Genesis,
         committed: &(impl StateReader + ?Sized),
-        record: SignedRecord,
+        record: &SignedRecord,
         id: Hash,
-    ) -> Result<Hash, AdmitError> {
+        batch_bytes: usize,
+    ) -> Result<usize, AdmitError> {
         if self.entries.contains_key(&id) {
             return Err(AdmitError::Pending(id));
         }
+        branchledger_verifier::check_record_stateless(genesis, record)
+            .map_err(|reason| AdmitError::Invalid(id, reason.to_string()))?;
         if let Some(location) = read::record_location(committed, &id)? {
             return Err(AdmitError::Committed(id, location.height));
         }
-        let bytes = encoded_len(&record);
+        let bytes = encoded_len(record);
+        if self.bytes + batch_bytes + bytes > self.limits.bytes_max {
+            return Err(AdmitError::Full {
+                records: self.entries.len(),
+                bytes: self.bytes,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Adds a record whose checks passed. A record of the same batch may have taken its id
+    /// since its checks ([`AdmitError::Pending`]); the bounds are checked again, exactly.
+    fn insert(&mut self, record: SignedRecord, id: Hash, bytes: usize) -> Result<Hash, AdmitError> {
+        if self.entries.contains_key(&id) {
+            return Err(AdmitError::Pending(id));
+        }
         if self.entries.len() + 1 > self.limits.records_max
             || self.bytes + bytes > self.limits.bytes_max
         {
@@ -200,6 +268,8 @@ impl Mempool {
                 sequence,
             },
         );
+        // Pending again: an old drop reason no longer describes it.
+        self.forget_drop(&id);
         Ok(id)
     }
 
@@ -239,7 +309,7 @@ impl Mempool {
     pub fn status(&self, id: &Hash) -> RecordStatus {
         if self.entries.contains_key(id) {
             RecordStatus::Pending
-        } else if let Some(reason) = self.dropped_index.get(id) {
+        } else if let Some((_, reason)) = self.dropped_index.get(id) {
             RecordStatus::Dropped(reason.clone())
         } else {
             RecordStatus::Unknown
@@ -262,6 +332,8 @@ impl Mempool {
     ) -> Result<Vec<(Hash, String)>, ReadError> {
         for id in committed_ids {
             self.remove(id);
+            // Committed (here or in another validator's block): no longer dropped.
+            self.forget_drop(id);
         }
         if !recheck {
             return Ok(Vec::new());
@@ -320,12 +392,28 @@ impl Mempool {
             return;
         }
         while self.dropped.len() >= self.limits.dropped_max {
-            if let Some((old, _)) = self.dropped.pop_front() {
+            let Some((old, number)) = self.dropped.pop_front() else {
+                break;
+            };
+            // Only the entry of the record's latest drop takes its reason along.
+            if self
+                .dropped_index
+                .get(&old)
+                .is_some_and(|(latest, _)| *latest == number)
+            {
                 self.dropped_index.remove(&old);
             }
         }
-        self.dropped.push_back((id, reason.clone()));
-        self.dropped_index.insert(id, reason);
+        let number = self.next_drop;
+        self.next_drop += 1;
+        self.dropped.push_back((id, number));
+        self.dropped_index.insert(id, (number, reason));
+    }
+
+    /// Forgets why a record was dropped: it is pending again, or committed.
+    fn forget_drop(&mut self, id: &Hash) {
+        // Its queue entry stays, stale, until it leaves by age: the queue's bound holds.
+        self.dropped_index.remove(id);
     }
 }
 
@@ -337,10 +425,12 @@ mod tests {
     use branchledger_types::genesis::{
         peer_id_of, Branch, ConsensusParams, Rules, StudyRule, Validator,
     };
+    use branchledger_types::limits::CO_SIGNATURES_MAX;
     use branchledger_types::record::{
-        LeaveReason, MemberJoined, MemberLeft, MemberStatus, StudyForm, StudySession,
+        AbsenceReason, Absentee, Attendee, CoSignature, LeaveReason, MeetingHeld, MeetingKind,
+        MemberJoined, MemberLeft, MemberStatus, StudyForm, StudySession,
     };
-    use branchledger_types::{BranchId, Date, MemberId, Record, RecordBody};
+    use branchledger_types::{BranchId, Date, MeetingId, MemberId, Record, RecordBody};
 
     const NOW_MS: u64 = 1_767_225_600_000; // 2026-01-01
 
@@ -601,6 +691,210 @@ mod tests {
         assert!(branchledger_state::may_invalidate_pending(
             joined.record.body.kind()
         ));
+    }
+
+    /// A record of `attendees` attendees and as many absentees, each id 64 characters long:
+    /// about 28 KiB of canonical bytes for 200, the message every co-signature signs.
+    fn big_meeting(nonce: u64, attendees: usize) -> SignedRecord {
+        let id = |prefix: &str, i: usize| MemberId(format!("{prefix}{i:0>62}"));
+        record(
+            nonce,
+            RecordBody::MeetingHeld(MeetingHeld {
+                meeting_id: MeetingId(format!("mt-{nonce}")),
+                kind: MeetingKind::Lecture,
+                topic: "Spring lecture".into(),
+                held_on: Date::new(2025, 12, 3),
+                attendees: (0..attendees)
+                    .map(|i| Attendee {
+                        member_id: id("a-", i),
+                        guest: false,
+                    })
+                    .collect(),
+                absentees: (0..attendees)
+                    .map(|i| Absentee {
+                        member_id: id("b-", i),
+                        reason: AbsenceReason::Work,
+                    })
+                    .collect(),
+            }),
+        )
+    }
+
+    /// `count` co-signatures by one key over another message: each would fail verification,
+    /// and there are far more than the rule allows.
+    fn crowd_of_co_signatures(record: &mut SignedRecord, count: usize) {
+        let key = Keypair::from_seed([9; 32]);
+        let co = CoSignature {
+            public_key: key.public_key(),
+            signature: key.sign(b"something else"),
+        };
+        record.co_signatures = vec![co; count];
+    }
+
+    #[test]
+    fn pending_and_committed_copies_are_answered_without_their_signatures() {
+        let genesis = genesis();
+        let mut state = MemState::new();
+        let mut pool = Mempool::new(MempoolLimits::default());
+        let a = join("m1");
+        assert_eq!(pool.admit(&genesis, &state, vec![a.clone()])[0], Ok(a.id()));
+        // The same content (so the same id) under a forged signature: a duplicate, whatever
+        // its signature.
+        let mut forged = a.clone();
+        forged.signature.0[0] ^= 1;
+        assert_eq!(
+            pool.admit(&genesis, &state, vec![forged.clone()])[0],
+            Err(AdmitError::Pending(a.id()))
+        );
+        commit(&mut state, &genesis, 1, std::slice::from_ref(&a));
+        pool.on_commit(&genesis, &state, &[a.id()], true, 1, NOW_MS)
+            .expect("recheck");
+        assert_eq!(
+            pool.admit(&genesis, &state, vec![forged])[0],
+            Err(AdmitError::Committed(a.id(), 1))
+        );
+    }
+
+    #[test]
+    fn records_over_the_byte_bound_are_refused_before_their_signatures_are_checked() {
+        let genesis = genesis();
+        let state = MemState::new();
+        let one = encoded_len(&study("m1", 1));
+        let mut pool = Mempool::new(MempoolLimits {
+            records_max: 100,
+            bytes_max: one * 2,
+            dropped_max: 10,
+        });
+        let mut bad = study("m1", 3);
+        bad.signature.0[0] ^= 1;
+        // Room in bytes for two: the third, bad as it is, is refused as full.
+        let results = pool.admit(&genesis, &state, vec![study("m1", 1), study("m1", 2), bad]);
+        assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
+        assert!(
+            matches!(results[2], Err(AdmitError::Full { records: 0, .. })),
+            "{results:?}"
+        );
+        assert_eq!(pool.len(), 2);
+    }
+
+    #[test]
+    fn a_record_breaking_a_stateless_rule_reports_the_rule_not_its_signatures() {
+        let genesis = genesis();
+        let state = MemState::new();
+        let mut pool = Mempool::new(MempoolLimits::default());
+        let mut crowded = study("m1", 5);
+        crowded.signature.0[0] ^= 1;
+        crowd_of_co_signatures(&mut crowded, CO_SIGNATURES_MAX + 1);
+        let fine = study("m1", 6);
+        let results = pool.admit(&genesis, &state, vec![crowded.clone(), fine.clone()]);
+        match &results[0] {
+            Err(AdmitError::Invalid(id, reason)) => {
+                assert_eq!(*id, crowded.id());
+                assert!(
+                    reason.contains("co_signatures") && !reason.contains("signature:"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(results[1], Ok(fine.id()));
+        assert_eq!(pool.len(), 1);
+    }
+
+    #[test]
+    fn oversized_co_signature_lists_cost_no_signature_work() {
+        let genesis = genesis();
+        let state = MemState::new();
+        // Records of about 160 KiB with 1 360 co-signatures each, far over the rule's 4.
+        let records: Vec<SignedRecord> = (0..2)
+            .map(|nonce| {
+                let mut record = big_meeting(nonce, 200);
+                crowd_of_co_signatures(&mut record, 1_360);
+                assert!(record.to_bytes().len() > 150 * 1024);
+                record
+            })
+            .collect();
+        // What verifying their signatures costs here (the work admission used to do first).
+        let started = std::time::Instant::now();
+        assert!(branchledger_verifier::verify_records_batch(&genesis, &records).is_err());
+        let verifying = started.elapsed();
+        let mut pool = Mempool::new(MempoolLimits::default());
+        let started = std::time::Instant::now();
+        let results = pool.admit(&genesis, &state, records.clone());
+        let admitting = started.elapsed();
+        for (record, result) in records.iter().zip(&results) {
+            assert!(
+                matches!(result, Err(AdmitError::Invalid(id, reason))
+                    if *id == record.id() && reason.contains("co_signatures")),
+                "{result:?}"
+            );
+        }
+        assert!(pool.is_empty());
+        // Refusing them takes a small fraction of verifying them (the ratio keeps the check
+        // independent of the machine's speed).
+        assert!(
+            admitting * 10 < verifying,
+            "admission took {admitting:?}; verifying the signatures takes {verifying:?}"
+        );
+    }
+
+    #[test]
+    fn a_dropped_record_committed_later_is_not_reported_dropped() {
+        let genesis = genesis();
+        let mut state = MemState::new();
+        let mut pool = Mempool::new(MempoolLimits::default());
+        // Dropped here (its member is not registered yet)...
+        let session = study("m1", 3);
+        pool.admit(&genesis, &state, vec![session.clone()]);
+        pool.drop_refused(&[(session.id(), "member m1 is not registered".into())]);
+        assert!(matches!(
+            pool.status(&session.id()),
+            RecordStatus::Dropped(_)
+        ));
+        // ... then committed in a block another validator proposed, after the member joined.
+        let joined = join("m1");
+        commit(&mut state, &genesis, 1, std::slice::from_ref(&joined));
+        commit(&mut state, &genesis, 2, std::slice::from_ref(&session));
+        pool.on_commit(&genesis, &state, &[session.id()], false, 2, NOW_MS)
+            .expect("no recheck");
+        assert_eq!(pool.status(&session.id()), RecordStatus::Unknown);
+    }
+
+    #[test]
+    fn a_dropped_record_admitted_again_forgets_its_old_drop() {
+        let genesis = genesis();
+        let mut state = MemState::new();
+        let mut pool = Mempool::new(MempoolLimits::default());
+        let session = study("m1", 3);
+        pool.admit(&genesis, &state, vec![session.clone()]);
+        pool.drop_refused(&[(session.id(), "member m1 is not registered".into())]);
+        // Admitted again once the member has joined: pending, and the old reason is gone...
+        let joined = join("m1");
+        commit(&mut state, &genesis, 1, std::slice::from_ref(&joined));
+        assert_eq!(
+            pool.admit(&genesis, &state, vec![session.clone()])[0],
+            Ok(session.id())
+        );
+        assert_eq!(pool.status(&session.id()), RecordStatus::Pending);
+        // ... so it is not reported once it leaves the pool another way,
+        pool.withdraw(&session.id());
+        assert_eq!(pool.status(&session.id()), RecordStatus::Unknown);
+        // nor when it commits after being admitted again.
+        pool.admit(&genesis, &state, vec![session.clone()]);
+        pool.drop_refused(&[(session.id(), "refused once more".into())]);
+        pool.admit(&genesis, &state, vec![session.clone()]);
+        commit(&mut state, &genesis, 2, std::slice::from_ref(&session));
+        pool.on_commit(&genesis, &state, &[session.id()], false, 2, NOW_MS)
+            .expect("no recheck");
+        assert_eq!(pool.status(&session.id()), RecordStatus::Unknown);
+        // A later drop of another record still evicts by age only what it should.
+        let other = study("m1", 4);
+        pool.admit(&genesis, &state, vec![other.clone()]);
+        pool.drop_refused(&[(other.id(), "why".into())]);
+        assert_eq!(
+            pool.status(&other.id()),
+            RecordStatus::Dropped("why".into())
+        );
     }
 
     #[test]

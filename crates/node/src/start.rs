@@ -57,7 +57,7 @@ fn init_logging(config: &NodeConfig) {
     };
 }
 
-/// Loads the configuration with flags applied on top.
+/// Loads the configuration with flags applied on top, and checks it ([`NodeConfig::check`]).
 pub fn load_config(args: &StartArgs) -> Result<NodeConfig> {
     let home = Home::new(&args.home);
     let path = args
@@ -75,6 +75,7 @@ pub fn load_config(args: &StartArgs) -> Result<NodeConfig> {
             LogFormat::Text
         };
     }
+    config.check(&path)?;
     Ok(config)
 }
 
@@ -82,6 +83,9 @@ pub fn load_config(args: &StartArgs) -> Result<NodeConfig> {
 pub fn run(args: StartArgs) -> Result<()> {
     let config = load_config(&args)?;
     init_logging(&config);
+    for warning in config.warnings() {
+        tracing::warn!("configuration: {warning}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -173,9 +177,11 @@ pub fn run(args: StartArgs) -> Result<()> {
             node_name: config.name.clone(),
             peer_id: peer_id.to_string(),
             validator,
-            token: (!config.api.token.is_empty()).then(|| config.api.token.clone()),
-            reads_require_token: config.api.reads_require_token,
-            rate: crate::api::rate_limiter(config.api.requests_per_second),
+            access: crate::api::Access::new(
+                &config.api.token,
+                config.api.reads_require_token,
+                config.api.requests_per_second,
+            ),
         });
         let api = tokio::spawn(crate::api::serve(
             api_listener,

@@ -2,6 +2,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use branchledger_api::{convert, pb};
 use branchledger_audit::proof::{self, ProveError};
@@ -12,15 +13,23 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::ledger::hash_field;
-use super::{blocking, internal, stopping, ApiContext, EXPORTS_MAX, EXPORT_CHUNK_BYTES};
+use super::{
+    blocking, internal, stopping, ApiContext, EXPORTS_MAX, EXPORT_CHUNK_BYTES, EXPORT_SEND_TIMEOUT,
+};
 
-/// Export chunks waiting for a slow client.
+/// Export chunks waiting for a slow client (each waits at most [`EXPORT_SEND_TIMEOUT`] for a
+/// place).
 const EXPORT_QUEUE: usize = 8;
 
 /// The `Audit` service.
 pub struct AuditService {
     context: Arc<ApiContext>,
+    /// One permit per export that may run at once ([`EXPORTS_MAX`]).
     exports: Arc<Semaphore>,
+    /// Size of an export's chunks ([`EXPORT_CHUNK_BYTES`]; smaller in tests).
+    chunk_bytes: usize,
+    /// How long a chunk may wait for the client to take it ([`EXPORT_SEND_TIMEOUT`]).
+    send_timeout: Duration,
 }
 
 impl AuditService {
@@ -29,14 +38,52 @@ impl AuditService {
         AuditService {
             context,
             exports: Arc::new(Semaphore::new(EXPORTS_MAX)),
+            chunk_bytes: EXPORT_CHUNK_BYTES,
+            send_timeout: EXPORT_SEND_TIMEOUT,
         }
+    }
+
+    /// The service with chunks of `chunk_bytes` and a send deadline of `send_timeout`.
+    #[cfg(test)]
+    pub(super) fn with_chunks(
+        context: Arc<ApiContext>,
+        chunk_bytes: usize,
+        send_timeout: Duration,
+    ) -> AuditService {
+        AuditService {
+            chunk_bytes,
+            send_timeout,
+            ..AuditService::new(context)
+        }
+    }
+
+    /// Export slots free.
+    #[cfg(test)]
+    pub(super) fn exports_free(&self) -> usize {
+        self.exports.available_permits()
     }
 }
 
-/// A writer that sends what it is given, in chunks, down a channel (from a blocking thread).
+/// Why a [`ChunkWriter`] stopped sending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SendStopped {
+    /// The client went away: nobody is left to tell.
+    ClientGone,
+    /// The client took no chunk within the send deadline.
+    TimedOut,
+}
+
+/// A writer that sends what it is given, in chunks, down a channel (from a blocking thread),
+/// each send waiting at most `send_timeout` for room.
 struct ChunkWriter {
     buffer: Vec<u8>,
+    chunk_bytes: usize,
     tx: mpsc::Sender<Result<pb::ExportChunk, Status>>,
+    /// The runtime whose timer bounds each send (this thread is one of its blocking ones).
+    runtime: tokio::runtime::Handle,
+    send_timeout: Duration,
+    /// Set when a send failed, and why.
+    stopped: Option<SendStopped>,
 }
 
 impl ChunkWriter {
@@ -45,16 +92,32 @@ impl ChunkWriter {
             return Ok(());
         }
         let data = std::mem::take(&mut self.buffer);
-        self.tx
-            .blocking_send(Ok(pb::ExportChunk { data }))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+        let sent = self.runtime.block_on(tokio::time::timeout(
+            self.send_timeout,
+            self.tx.send(Ok(pb::ExportChunk { data })),
+        ));
+        let (stopped, kind, what) = match sent {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(_)) => (
+                SendStopped::ClientGone,
+                std::io::ErrorKind::BrokenPipe,
+                "client went away",
+            ),
+            Err(_) => (
+                SendStopped::TimedOut,
+                std::io::ErrorKind::TimedOut,
+                "client took no chunk in time",
+            ),
+        };
+        self.stopped = Some(stopped);
+        Err(std::io::Error::new(kind, what))
     }
 }
 
 impl std::io::Write for ChunkWriter {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         self.buffer.extend_from_slice(bytes);
-        if self.buffer.len() >= EXPORT_CHUNK_BYTES {
+        if self.buffer.len() >= self.chunk_bytes {
             self.send()?;
         }
         Ok(bytes.len())
@@ -131,21 +194,49 @@ impl pb::audit_server::Audit for AuditService {
                 "heights {from}..={to} are not all committed here (tip {tip})"
             )));
         }
-        let (tx, rx) = mpsc::channel(EXPORT_QUEUE);
+        // One place more than the chunks take, held for the status that ends an export cut
+        // short: it can always be queued, even behind a full queue of chunks.
+        let (tx, rx) = mpsc::channel(EXPORT_QUEUE + 1);
+        let last = tx.clone().reserve_owned().await.map_err(internal)?;
+        let chunk_bytes = self.chunk_bytes;
+        let send_timeout = self.send_timeout;
+        let runtime = tokio::runtime::Handle::current();
+        // The thread holds the slot until the export is written, the client is gone, or the
+        // client took no chunk for `send_timeout`.
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let mut writer = ChunkWriter {
-                buffer: Vec::with_capacity(EXPORT_CHUNK_BYTES),
-                tx: tx.clone(),
+                buffer: Vec::with_capacity(chunk_bytes),
+                chunk_bytes,
+                tx,
+                runtime,
+                send_timeout,
+                stopped: None,
             };
-            if let Err(error) = branchledger_audit::export::write_export(
+            let written = branchledger_audit::export::write_export(
                 &genesis,
                 store.as_ref(),
                 from,
                 to,
                 &mut writer,
-            ) {
-                let _ = tx.blocking_send(Err(internal(error)));
+            );
+            // On success the reserved place is given back unused and the stream ends cleanly.
+            let Err(error) = written else {
+                return;
+            };
+            match writer.stopped {
+                Some(SendStopped::ClientGone) => {}
+                Some(SendStopped::TimedOut) => {
+                    last.send(Err(Status::deadline_exceeded(format!(
+                        "export of heights {from}..={to} stopped: the client took no chunk for \
+                         {} s; export again and read the stream as it arrives (the slot is \
+                         given back to other clients)",
+                        send_timeout.as_secs_f64()
+                    ))));
+                }
+                None => {
+                    last.send(Err(internal(error)));
+                }
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

@@ -36,6 +36,12 @@ impl LedgerService {
             streams: Arc::new(Semaphore::new(BLOCK_STREAMS_MAX)),
         }
     }
+
+    /// Block stream slots free.
+    #[cfg(test)]
+    pub(super) fn streams_free(&self) -> usize {
+        self.streams.available_permits()
+    }
 }
 
 /// Parses a hex hash field.
@@ -104,6 +110,98 @@ fn block_event(store: &RocksStore, height: Height) -> Result<pb::BlockEvent, Sta
     })
 }
 
+/// Which block a `GetBlock` asks for.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum BlockAt {
+    /// By height.
+    Height(Height),
+    /// By block id.
+    Id(Hash),
+}
+
+/// The answer to `GetBlock`: the block's header and commit certificate, and its records if
+/// asked.
+///
+/// Only blocks at or below the store's tip are served: the tip is written last, in the same
+/// atomic batch as its block, so anything above it was never committed here (an edited or
+/// damaged store could hold uncertified blocks there). Above the tip is NOT_FOUND, as for a
+/// height never reached.
+pub(super) fn block_answer<R: ChainReader + ?Sized>(
+    store: &R,
+    at: BlockAt,
+    include_records: bool,
+) -> Result<pb::GetBlockResponse, Status> {
+    let tip = store.tip().map_err(internal)?.map_or(0, |t| t.height);
+    let height = match at {
+        BlockAt::Height(height) => height,
+        BlockAt::Id(id) => match store.height_of(&id).map_err(internal)? {
+            Some(height) if height <= tip => height,
+            _ => return Err(Status::not_found(format!("no block {id} here"))),
+        },
+    };
+    let not_found = || {
+        Status::not_found(format!(
+            "no block at height {height} here (committed up to height {tip})"
+        ))
+    };
+    if height > tip {
+        return Err(not_found());
+    }
+    let header = store
+        .header(height)
+        .map_err(internal)?
+        .ok_or_else(not_found)?;
+    let commit = store
+        .commit(height)
+        .map_err(internal)?
+        .ok_or_else(not_found)?;
+    let records = if include_records {
+        store
+            .block(height)
+            .map_err(internal)?
+            .ok_or_else(not_found)?
+            .records
+            .iter()
+            .map(pb::SignedRecord::from)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(pb::GetBlockResponse {
+        header: Some(pb::BlockHeader::from(&header)),
+        commit: Some(pb::CommitCertificate::from(&commit)),
+        records,
+    })
+}
+
+/// The `GetRecord` answer for a committed record (where it is, and its corrected view), or
+/// `None` if the store does not hold it.
+async fn committed_record(
+    store: Arc<RocksStore>,
+    id: Hash,
+) -> Result<Option<pb::GetRecordResponse>, Status> {
+    blocking(move || {
+        let Some(stored) = store.record(&id).map_err(internal)? else {
+            return Ok(None);
+        };
+        let header = header_at(&store, stored.height)?;
+        let correctable = read::correctable(store.as_ref(), &id).map_err(internal)?;
+        let mut response = pb::GetRecordResponse {
+            status: "committed".into(),
+            record: Some(pb::SignedRecord::from(&stored.record)),
+            location: Some(location(&stored, &header)),
+            ..Default::default()
+        };
+        if let Some(entry) = correctable {
+            response.effective_body = Some(pb::RecordBody::from(&entry.body));
+            response.corrections = entry.corrections.iter().map(Hash::to_hex).collect();
+            response.retracted = entry.retracted;
+        }
+        Ok(Some(response))
+    })
+    .await
+}
+
 type BlockStream =
     Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::BlockEvent, Status>> + Send + 'static>>;
 
@@ -115,15 +213,10 @@ impl pb::ledger_server::Ledger for LedgerService {
     ) -> Result<Response<pb::GetBlockResponse>, Status> {
         self.context.check_read(&request)?;
         let request = request.into_inner();
-        let store = self.context.store.clone();
-        let height = match &request.at {
-            Some(pb::get_block_request::At::Height(h)) => *h,
+        let at = match &request.at {
+            Some(pb::get_block_request::At::Height(h)) => BlockAt::Height(*h),
             Some(pb::get_block_request::At::BlockId(id)) => {
-                let id = hash_field("block_id", id)?;
-                store
-                    .height_of(&id)
-                    .map_err(internal)?
-                    .ok_or_else(|| Status::not_found(format!("no block {id} here")))?
+                BlockAt::Id(hash_field("block_id", id)?)
             }
             None => {
                 return Err(invalid(ValidationError::new(
@@ -132,35 +225,9 @@ impl pb::ledger_server::Ledger for LedgerService {
                 )))
             }
         };
-        blocking(move || {
-            let not_found = || Status::not_found(format!("no block at height {height} here"));
-            let header = store
-                .header(height)
-                .map_err(internal)?
-                .ok_or_else(not_found)?;
-            let commit = store
-                .commit(height)
-                .map_err(internal)?
-                .ok_or_else(not_found)?;
-            let records = if request.include_records {
-                store
-                    .block(height)
-                    .map_err(internal)?
-                    .ok_or_else(not_found)?
-                    .records
-                    .iter()
-                    .map(pb::SignedRecord::from)
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            Ok(Response::new(pb::GetBlockResponse {
-                header: Some(pb::BlockHeader::from(&header)),
-                commit: Some(pb::CommitCertificate::from(&commit)),
-                records,
-            }))
-        })
-        .await
+        let store = self.context.store.clone();
+        let include_records = request.include_records;
+        blocking(move || block_answer(store.as_ref(), at, include_records).map(Response::new)).await
     }
 
     async fn get_record(
@@ -169,29 +236,9 @@ impl pb::ledger_server::Ledger for LedgerService {
     ) -> Result<Response<pb::GetRecordResponse>, Status> {
         self.context.check_read(&request)?;
         let id = hash_field("record_id", &request.get_ref().record_id)?;
-        let store = self.context.store.clone();
-        let committed = blocking(move || {
-            let Some(stored) = store.record(&id).map_err(internal)? else {
-                return Ok(None);
-            };
-            let header = header_at(&store, stored.height)?;
-            let correctable = read::correctable(store.as_ref(), &id).map_err(internal)?;
-            Ok(Some((stored, header, correctable)))
-        })
-        .await?;
-        if let Some((stored, header, correctable)) = committed {
-            let mut response = pb::GetRecordResponse {
-                status: "committed".into(),
-                record: Some(pb::SignedRecord::from(&stored.record)),
-                location: Some(location(&stored, &header)),
-                ..Default::default()
-            };
-            if let Some(entry) = correctable {
-                response.effective_body = Some(pb::RecordBody::from(&entry.body));
-                response.corrections = entry.corrections.iter().map(Hash::to_hex).collect();
-                response.retracted = entry.retracted;
-            }
-            return Ok(Response::new(response));
+        // The store first: a committed record is committed, whatever the mempool remembers.
+        if let Some(committed) = committed_record(self.context.store.clone(), id).await? {
+            return Ok(Response::new(committed));
         }
         let (status, record) = self
             .context
@@ -199,6 +246,12 @@ impl pb::ledger_server::Ledger for LedgerService {
             .record_status(id)
             .await
             .ok_or_else(stopping)?;
+        if status != RecordStatus::Pending {
+            // It may have committed between the two reads (and so left the mempool).
+            if let Some(committed) = committed_record(self.context.store.clone(), id).await? {
+                return Ok(Response::new(committed));
+            }
+        }
         match status {
             RecordStatus::Pending => Ok(Response::new(pb::GetRecordResponse {
                 status: "pending".into(),
@@ -307,6 +360,8 @@ impl pb::ledger_server::Ledger for LedgerService {
         let store = self.context.store.clone();
         let tip = store.tip().map_err(internal)?.map_or(0, |t| t.height);
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        // The task holds the slot until it ends: when the node stops, when the store fails,
+        // or when the client goes away (seen on a send, or while waiting for a commit).
         tokio::spawn(async move {
             let _permit = permit;
             let mut next = if from == 0 { tip + 1 } else { from };
@@ -332,9 +387,14 @@ impl pb::ledger_server::Ledger for LedgerService {
                     }
                     next += 1;
                 }
-                match committed.recv().await {
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return,
+                // Idle: a client that goes away now must not keep its slot until a block
+                // commits (on a stalled chain, or from a height far ahead, none may).
+                tokio::select! {
+                    () = tx.closed() => return,
+                    received = committed.recv() => match received {
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
                 }
             }
         });

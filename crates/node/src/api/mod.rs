@@ -11,6 +11,8 @@ mod ledger;
 mod node;
 mod progress;
 mod submit;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,15 +57,11 @@ pub struct ApiContext {
     pub peer_id: String,
     /// Whether it is a validator.
     pub validator: bool,
-    /// The operator's credential; `None`: none configured (development).
-    pub token: Option<String>,
-    /// Reads need the credential too.
-    pub reads_require_token: bool,
-    /// Every request takes a token from this bucket (`api.requests_per_second`).
-    pub rate: RateLimiter,
+    /// Who may call what, and how often.
+    pub access: Access,
 }
 
-/// A limiter of the whole API's request rate.
+/// A limiter of a request rate.
 pub type RateLimiter = governor::DefaultDirectRateLimiter;
 
 /// A limiter of `per_second` requests per second, with bursts of as many (0: a limit so high
@@ -73,27 +71,77 @@ pub fn rate_limiter(per_second: u32) -> RateLimiter {
     governor::RateLimiter::direct(governor::Quota::per_second(rate))
 }
 
-impl ApiContext {
-    fn check_rate(&self) -> Result<(), Status> {
-        self.rate.check().map_err(|_| {
-            Status::resource_exhausted("the node's request rate limit is reached: retry later")
+/// Who may call what, and how often (DESIGN.md §7): writes need the operator's credential,
+/// reads need it too if so configured, and each kind of call draws on its own bucket of
+/// `api.requests_per_second`.
+///
+/// A write's credential is checked before it takes a token from the write bucket, and reads
+/// never take from it: traffic without the credential (open reads, writes refused as
+/// unauthenticated) cannot use up the rate of the operator's writes. Reads share one bucket,
+/// all clients together; when reads need the credential, it is checked first too.
+pub struct Access {
+    /// The operator's credential; `None`: none configured (development: writes are open).
+    token: Option<String>,
+    /// Reads need the credential too.
+    reads_require_token: bool,
+    /// The bucket of read calls, all clients together.
+    reads: RateLimiter,
+    /// The bucket of write calls that passed the credential check.
+    writes: RateLimiter,
+}
+
+impl Access {
+    /// The API's access rules: `token` (empty: none), whether reads need it, and the rate of
+    /// each kind of call.
+    pub fn new(token: &str, reads_require_token: bool, requests_per_second: u32) -> Access {
+        Access {
+            token: (!token.is_empty()).then(|| token.to_owned()),
+            reads_require_token,
+            reads: rate_limiter(requests_per_second),
+            writes: rate_limiter(requests_per_second),
+        }
+    }
+
+    fn take(bucket: &RateLimiter, kind: &str) -> Result<(), Status> {
+        bucket.check().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "the node's rate limit of {kind} requests (api.requests_per_second) is reached: \
+                 retry later"
+            ))
         })
     }
 
-    /// Checks the rate limit and the credential of a write call.
+    /// Checks the credential, then the write rate, of a write call.
     pub fn check_write<T>(&self, request: &tonic::Request<T>) -> Result<(), Status> {
-        self.check_rate()?;
-        branchledger_api::auth::check(request, self.token.as_deref())
+        branchledger_api::auth::check(request, self.token.as_deref())?;
+        Self::take(&self.writes, "write")
     }
 
-    /// Checks the rate limit and, if reads need one, the credential of a read call.
+    /// Checks the credential if reads need one, then the read rate, of a read call.
     pub fn check_read<T>(&self, request: &tonic::Request<T>) -> Result<(), Status> {
-        self.check_rate()?;
         if self.reads_require_token {
-            branchledger_api::auth::check(request, self.token.as_deref())
-        } else {
-            Ok(())
+            // Refused at start (`NodeConfig::check`); if it got here, stay closed.
+            let Some(token) = self.token.as_deref() else {
+                return Err(Status::unauthenticated(
+                    "reads need a credential, and this node has none configured (api.token)",
+                ));
+            };
+            branchledger_api::auth::check(request, Some(token))?;
         }
+        Self::take(&self.reads, "read")
+    }
+}
+
+impl ApiContext {
+    /// Checks the credential and the rate of a write call ([`Access::check_write`]).
+    pub fn check_write<T>(&self, request: &tonic::Request<T>) -> Result<(), Status> {
+        self.access.check_write(request)
+    }
+
+    /// Checks the credential (if reads need one) and the rate of a read call
+    /// ([`Access::check_read`]).
+    pub fn check_read<T>(&self, request: &tonic::Request<T>) -> Result<(), Status> {
+        self.access.check_read(request)
     }
 }
 
@@ -109,6 +157,10 @@ pub const BLOCK_STREAMS_MAX: usize = 64;
 pub const EXPORTS_MAX: usize = 2;
 /// Size of the pieces an export is streamed in.
 pub const EXPORT_CHUNK_BYTES: usize = 1024 * 1024;
+/// Longest an export waits for its client to take a chunk (its queue full). A client that
+/// takes none for this long loses the export with DEADLINE_EXCEEDED, so a client that stops
+/// reading gives its slot (and a blocking thread) back.
+pub const EXPORT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An INVALID_ARGUMENT naming the field and the rule.
 pub fn invalid(error: branchledger_types::ValidationError) -> Status {

@@ -10,8 +10,8 @@ use branchledger_types::{Record, Rule, SignedRecord, ValidationError};
 use tonic::{Request, Response, Status};
 
 use super::{
-    internal, invalid, stopping, ApiContext, SUBMIT_BATCH_RECORDS_MAX, WAIT_TIMEOUT_DEFAULT,
-    WAIT_TIMEOUT_MAX,
+    blocking, internal, invalid, stopping, ApiContext, SUBMIT_BATCH_RECORDS_MAX,
+    WAIT_TIMEOUT_DEFAULT, WAIT_TIMEOUT_MAX,
 };
 use crate::driver::SubmitError;
 use crate::mempool::AdmitError;
@@ -32,6 +32,26 @@ pub fn submit_status(error: &SubmitError) -> Status {
         SubmitError::Admit(AdmitError::Read(e)) => internal(e),
         SubmitError::Rejected(..) => Status::failed_precondition(error.to_string()),
     }
+}
+
+/// Where a record is committed, if the store holds it.
+async fn committed(context: &Arc<ApiContext>, id: Hash) -> Result<Option<pb::Committed>, Status> {
+    let store = context.store.clone();
+    blocking(move || {
+        let Some(stored) = store.record(&id).map_err(internal)? else {
+            return Ok(None);
+        };
+        let header = store
+            .header(stored.height)
+            .map_err(internal)?
+            .ok_or_else(|| internal(format!("block {} is not stored", stored.height)))?;
+        Ok(Some(pb::Committed {
+            height: stored.height,
+            block_id: header.block_id().to_hex(),
+            index: stored.index,
+        }))
+    })
+    .await
 }
 
 fn outcome(result: &Result<Hash, AdmitError>) -> (&'static str, String) {
@@ -73,26 +93,25 @@ impl SubmitService {
         };
         match tokio::time::timeout(timeout, context.handle.wait_committed(id)).await {
             Ok(Some(Ok(_height))) => {
-                let stored = context
-                    .store
-                    .record(&id)
-                    .map_err(internal)?
-                    .ok_or_else(|| internal(format!("committed record {id} is not stored")))?;
-                let header = context
-                    .store
-                    .header(stored.height)
-                    .map_err(internal)?
-                    .ok_or_else(|| internal(format!("block {} is not stored", stored.height)))?;
-                response.committed = Some(pb::Committed {
-                    height: stored.height,
-                    block_id: header.block_id().to_hex(),
-                    index: stored.index,
-                });
+                response.committed = Some(
+                    committed(context, id)
+                        .await?
+                        .ok_or_else(|| internal(format!("committed record {id} is not stored")))?,
+                );
             }
             Ok(Some(Err(reason))) => {
-                return Err(Status::failed_precondition(format!(
-                    "record {id} was admitted, then dropped before it could commit: {reason}"
-                )))
+                // The store has the last word: a record dropped here may have been committed
+                // in another validator's block, and a client told "dropped" might submit the
+                // same fact again.
+                match committed(context, id).await? {
+                    Some(location) => response.committed = Some(location),
+                    None => {
+                        return Err(Status::failed_precondition(format!(
+                            "record {id} was admitted, then dropped before it could commit: \
+                             {reason}"
+                        )))
+                    }
+                }
             }
             // The node stopped, or too many clients wait: answer without the commit.
             Ok(None) => {}
