@@ -343,6 +343,15 @@ impl NodeLoop {
                 } else {
                     Verdict::Ignore
                 };
+                // Nothing new in it (every record already committed, or none at all): harmless
+                // alone, but it cost checks and store reads; a peer flooding them is banned.
+                if verdict == Verdict::Ignore
+                    && results
+                        .iter()
+                        .all(|r| matches!(r, Err(AdmitError::Committed(..))))
+                {
+                    let _ = client.report_useless(source, "record batch already committed");
+                }
                 self.report(client, "records", message_id, source, verdict);
             }
             Event::Consensus {
@@ -398,7 +407,10 @@ impl NodeLoop {
                         let next = self.driver.ledger().next_height()?;
                         tracing::info!(%peer, applied, tip = response.tip, "blocks synced");
                         if response.tip >= next {
-                            self.sync.ask(client, next, Some(peer), now);
+                            // The next peer in turn, not the same one: a peer that answers
+                            // slowly, one block at a time, then gets only its share of the
+                            // requests and cannot hold a node back.
+                            self.sync.ask(client, next, None, now);
                         }
                     }
                 }
@@ -464,20 +476,22 @@ impl NodeLoop {
             }
             Command::WaitCommitted { record_id, reply } => {
                 let stored = self.driver.ledger().store().as_ref();
+                // The store first: a committed record is committed, whatever the mempool
+                // remembers of an earlier drop.
+                if let Ok(Some(record)) =
+                    branchledger_storage::ChainReader::record(stored, &record_id)
+                {
+                    let _ = reply.send(Ok(record.height));
+                    return Ok(());
+                }
                 if let RecordStatus::Dropped(reason) = self.driver.mempool().status(&record_id) {
                     let _ = reply.send(Err(reason));
                     return Ok(());
                 }
-                match branchledger_storage::ChainReader::record(stored, &record_id) {
-                    Ok(Some(record)) => {
-                        let _ = reply.send(Ok(record.height));
-                    }
-                    _ if self.waiters.len() < COMMIT_WAITERS_MAX => {
-                        self.waiters.entry(record_id).or_default().push(reply);
-                    }
-                    // Too many waiters: dropping the sender tells the client to ask later.
-                    _ => {}
+                if self.waiters.len() < COMMIT_WAITERS_MAX {
+                    self.waiters.entry(record_id).or_default().push(reply);
                 }
+                // Too many waiters: dropping the sender tells the client to ask later.
             }
             Command::Status { reply } => {
                 let _ = reply.send(self.status());

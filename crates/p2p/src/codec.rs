@@ -94,7 +94,10 @@ impl request_response::Codec for SyncCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_frame(io, &response.to_bytes()).await
+        let bytes = response.to_bytes();
+        // Only the bytes are held while a slow asker reads them.
+        drop(response);
+        write_frame(io, &bytes).await
     }
 }
 

@@ -1,36 +1,42 @@
 //! The event loop: owns the swarm, carries out the client's commands, and turns swarm events
 //! into [`Event`]s for the node.
 
-use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-use branchledger_types::wire::{
-    ConsensusGossip, RecordBatch, GOSSIP_RECORDS_BYTES_MAX, GOSSIP_RECORDS_MAX,
-};
-use branchledger_types::{encoded_len, SignedRecord};
+use branchledger_types::wire::{ConsensusGossip, RecordBatch, GOSSIP_RECORDS_BYTES_MAX};
 use futures::StreamExt;
+use libp2p::core::upgrade::Version;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId};
 use libp2p::metrics::Recorder;
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::request_response::{self, InboundRequestId, ProtocolSupport};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{allow_block_list, connection_limits, identify, noise, tcp, yamux, Multiaddr, PeerId};
-use libp2p::{Swarm, SwarmBuilder};
+use libp2p::{Swarm, SwarmBuilder, Transport};
 use prometheus_client::registry::Registry;
 use tokio::sync::mpsc;
 
 use crate::codec::{SyncCodec, SYNC_PROTOCOL};
+use crate::held::HeldRecords;
 use crate::metrics::P2pMetrics;
+use crate::penalties::Penalties;
+use crate::serving::Serving;
 use crate::{
     Command, Config, Event, P2pError, Responder, Topic, Verdict, BAN_DURATION,
-    CONNECTIONS_PER_PEER_MAX, IDLE_CONNECTION_TIMEOUT, PENALTY_THRESHOLD, PENALTY_WINDOW,
-    PENDING_INCOMING_MAX, RECORDS_HELD_MAX, RECORD_FLUSH_INTERVAL, REDIAL_INTERVAL,
-    SYNC_REQUEST_TIMEOUT,
+    CONNECTIONS_PER_PEER_MAX, DIAL_TIMEOUT, IDLE_CONNECTION_TIMEOUT, INBOUND_HANDSHAKE_TIMEOUT,
+    PENALTY_THRESHOLD, PENDING_INCOMING_MAX, RECORD_FLUSH_INTERVAL, REDIAL_INTERVAL,
+    SYNC_REQUEST_TIMEOUT, SYNC_STREAMS_PER_CONNECTION_MAX,
 };
 
 /// Room for the record batch's own framing inside the topic's size limit.
 const BATCH_OVERHEAD_BYTES: usize = 64;
+
+/// A serving slot still held this long is freed even though libp2p never reported its
+/// request's end (it reports it within [`SYNC_REQUEST_TIMEOUT`]; this is a safety net so a
+/// missed report cannot stop this node serving for good).
+const SERVING_SLOT_EXPIRY: Duration = SYNC_REQUEST_TIMEOUT.saturating_mul(2);
 
 #[derive(NetworkBehaviour)]
 struct Behaviour {
@@ -53,14 +59,16 @@ pub struct EventLoop {
     consensus_topic: IdentTopic,
     protocol_version: String,
     /// Records waiting to go out as one batch.
-    pending_records: VecDeque<SignedRecord>,
-    pending_bytes: usize,
+    held: HeldRecords,
     /// Configured peers, dialled until connected.
     dial: Vec<(PeerId, Multiaddr)>,
-    /// Invalid messages per peer in the current window.
-    penalties: HashMap<PeerId, (u32, Instant)>,
-    /// Banned peers and when their ban ends.
+    /// Invalid (and useless) messages per peer in the current window.
+    penalties: Penalties,
+    /// Banned peers (too many invalid messages, or another chain) and when their ban ends:
+    /// refused, and not dialled.
     bans: HashMap<PeerId, Instant>,
+    /// Sync requests being answered.
+    serving: Serving<InboundRequestId>,
     nonce: u64,
     metrics: P2pMetrics,
     libp2p_metrics: libp2p::metrics::Metrics,
@@ -121,10 +129,18 @@ impl EventLoop {
 
         let mut swarm = SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
+            // TCP with noise and yamux, as `with_tcp` builds it, but with a shorter handshake
+            // time for incoming connections: a stranger cannot hold the pending slots long.
+            .with_other_transport(
+                |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                    Ok(
+                        tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                            .upgrade(Version::V1Lazy)
+                            .authenticate(noise::Config::new(key)?)
+                            .multiplex(yamux::Config::default())
+                            .inbound_timeout(INBOUND_HANDSHAKE_TIMEOUT),
+                    )
+                },
             )
             .map_err(|e| invalid("transport", e))?
             // Peers may be named by host (`/dns4/node1/tcp/26656/p2p/…`).
@@ -149,12 +165,15 @@ impl EventLoop {
                         SyncCodec,
                         [(SYNC_PROTOCOL, ProtocolSupport::Full)],
                         request_response::Config::default()
-                            .with_request_timeout(SYNC_REQUEST_TIMEOUT),
+                            .with_request_timeout(SYNC_REQUEST_TIMEOUT)
+                            .with_max_concurrent_streams(SYNC_STREAMS_PER_CONNECTION_MAX),
                     ),
                 })
             })
             .map_err(|e| invalid("network behaviour", e))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+            // Outgoing connections; incoming ones have the shorter time set above.
+            .with_connection_timeout(DIAL_TIMEOUT)
             .build();
 
         for topic in [&records_topic, &consensus_topic] {
@@ -195,11 +214,11 @@ impl EventLoop {
             records_topic,
             consensus_topic,
             protocol_version,
-            pending_records: VecDeque::new(),
-            pending_bytes: 0,
+            held: HeldRecords::default(),
             dial,
-            penalties: HashMap::new(),
+            penalties: Penalties::default(),
             bans: HashMap::new(),
+            serving: Serving::default(),
             nonce: initial_nonce(),
             metrics,
             libp2p_metrics,
@@ -224,7 +243,7 @@ impl EventLoop {
                     Some(command) => self.handle_command(command),
                     None => break,
                 },
-                _ = flush.tick(), if !self.pending_records.is_empty() => self.flush_records(),
+                _ = flush.tick(), if !self.held.is_empty() => self.flush_records(),
                 _ = redial.tick() => self.redial(),
             }
         }
@@ -234,19 +253,11 @@ impl EventLoop {
     fn handle_command(&mut self, command: Command) {
         match command {
             Command::PublishRecords(records) => {
-                for record in records {
-                    self.pending_bytes += encoded_len(&record);
-                    self.pending_records.push_back(record);
+                let dropped = self.held.push(records);
+                if dropped > 0 {
+                    self.metrics.records_dropped.inc_by(dropped as u64);
                 }
-                while self.pending_records.len() > RECORDS_HELD_MAX {
-                    if let Some(dropped) = self.pending_records.pop_front() {
-                        self.pending_bytes -= encoded_len(&dropped);
-                        self.metrics.records_dropped.inc();
-                    }
-                }
-                if self.pending_records.len() >= GOSSIP_RECORDS_MAX
-                    || self.pending_bytes >= GOSSIP_RECORDS_BYTES_MAX / 2
-                {
+                if self.held.batch_ready() {
                     self.flush_records();
                 }
             }
@@ -281,6 +292,15 @@ impl EventLoop {
                 }
             }
             Command::Penalise { peer, reason } => self.penalise(peer, &reason),
+            Command::Useless { peer, reason } => {
+                self.metrics.useless.inc();
+                tracing::trace!(%peer, reason, "useless message counted");
+                if self.penalties.useless(peer, Instant::now()) {
+                    self.metrics.peers_banned.inc();
+                    tracing::warn!(%peer, reason, ban_seconds = BAN_DURATION.as_secs(), "peer banned for useless messages");
+                    self.ban(peer);
+                }
+            }
             Command::RequestBlocks { peer, request } => {
                 self.swarm.behaviour_mut().sync.send_request(&peer, request);
             }
@@ -328,7 +348,8 @@ impl EventLoop {
     }
 
     /// Sends the waiting records as batches within the topic's limits. With no subscribed peer
-    /// they stay queued (bounded by [`RECORDS_HELD_MAX`]) for the next flush.
+    /// they stay queued (bounded by [`crate::RECORDS_HELD_MAX`] and
+    /// [`crate::RECORDS_HELD_BYTES_MAX`]) for the next flush.
     fn flush_records(&mut self) {
         let subscribed = self
             .swarm
@@ -339,23 +360,7 @@ impl EventLoop {
         if !subscribed {
             return;
         }
-        while !self.pending_records.is_empty() {
-            let mut batch = Vec::new();
-            let mut bytes = 0;
-            while let Some(record) = self.pending_records.front() {
-                let size = encoded_len(&record);
-                if !batch.is_empty()
-                    && (batch.len() >= GOSSIP_RECORDS_MAX
-                        || bytes + size > GOSSIP_RECORDS_BYTES_MAX)
-                {
-                    break;
-                }
-                bytes += size;
-                if let Some(record) = self.pending_records.pop_front() {
-                    batch.push(record);
-                }
-            }
-            self.pending_bytes -= bytes;
+        while let Some(batch) = self.held.next_batch() {
             let encoded = RecordBatch { records: batch }.to_bytes();
             self.publish(Topic::Records, encoded);
         }
@@ -374,6 +379,14 @@ impl EventLoop {
             self.swarm.behaviour_mut().banned.unblock_peer(peer);
             tracing::info!(%peer, "peer ban ended");
         }
+        let expired = self.serving.expire(now, SERVING_SLOT_EXPIRY);
+        if expired > 0 {
+            tracing::warn!(
+                expired,
+                "sync serving slots freed without their requests' end"
+            );
+            self.metrics.sync_serving.set(self.serving.len() as i64);
+        }
         for (peer, address) in self.dial.clone() {
             if self.swarm.is_connected(&peer) || self.bans.contains_key(&peer) {
                 continue;
@@ -389,20 +402,21 @@ impl EventLoop {
     }
 
     fn penalise(&mut self, peer: PeerId, reason: &str) {
-        let now = Instant::now();
-        let entry = self.penalties.entry(peer).or_insert((0, now));
-        if now.duration_since(entry.1) > PENALTY_WINDOW {
-            *entry = (0, now);
-        }
-        entry.0 += 1;
-        tracing::debug!(%peer, reason, count = entry.0, "peer penalised");
-        if entry.0 >= PENALTY_THRESHOLD {
-            self.penalties.remove(&peer);
-            self.bans.insert(peer, now + BAN_DURATION);
-            self.swarm.behaviour_mut().banned.block_peer(peer);
+        if self.penalties.invalid(peer, Instant::now()) {
             self.metrics.peers_banned.inc();
-            tracing::warn!(%peer, reason, ban_seconds = BAN_DURATION.as_secs(), "peer banned for invalid messages");
+            tracing::warn!(%peer, reason, threshold = PENALTY_THRESHOLD, ban_seconds = BAN_DURATION.as_secs(), "peer banned for invalid messages");
+            self.ban(peer);
+        } else {
+            let count = self.penalties.count(&peer);
+            tracing::debug!(%peer, reason, count, "peer penalised");
         }
+    }
+
+    /// Disconnects `peer` and refuses it, and does not dial it, for [`BAN_DURATION`].
+    fn ban(&mut self, peer: PeerId) {
+        self.bans.insert(peer, Instant::now() + BAN_DURATION);
+        // Closes its connections too.
+        self.swarm.behaviour_mut().banned.block_peer(peer);
     }
 
     async fn emit(&mut self, event: Event) {
@@ -461,9 +475,10 @@ impl EventLoop {
                 self.libp2p_metrics.record(&event);
                 if let identify::Event::Received { peer_id, info, .. } = event {
                     if info.protocol_version != self.protocol_version {
-                        tracing::warn!(peer = %peer_id, theirs = %info.protocol_version, ours = %self.protocol_version, "peer runs another chain: disconnecting");
+                        tracing::warn!(peer = %peer_id, theirs = %info.protocol_version, ours = %self.protocol_version, ban_seconds = BAN_DURATION.as_secs(), "peer runs another chain: disconnected, and not dialled for a while");
                         self.metrics.reject("identify", "other chain");
-                        let _ = self.swarm.disconnect_peer_id(peer_id);
+                        // Not redialled (nor let in) for a while: it would only fail again.
+                        self.ban(peer_id);
                     }
                 }
             }
@@ -530,15 +545,27 @@ impl EventLoop {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
-                    request, channel, ..
-                } => {
-                    self.emit(Event::SyncRequest {
-                        peer,
-                        request,
-                        responder: Responder(channel),
-                    })
-                    .await
-                }
+                    request_id,
+                    request,
+                    channel,
+                } => match self.serving.admit(request_id, peer, Instant::now()) {
+                    Ok(()) => {
+                        self.metrics.sync_serving.set(self.serving.len() as i64);
+                        self.emit(Event::SyncRequest {
+                            peer,
+                            request,
+                            responder: Responder(channel),
+                        })
+                        .await
+                    }
+                    Err(refusal) => {
+                        // The channel is dropped: the stream is closed at once and the asker
+                        // tries another peer.
+                        tracing::debug!(%peer, reason = refusal.label(), "sync request refused");
+                        self.metrics.refuse_sync(refusal.label());
+                        drop(channel);
+                    }
+                },
                 request_response::Message::Response { response, .. } => {
                     self.emit(Event::SyncResponse {
                         peer,
@@ -560,7 +587,13 @@ impl EventLoop {
                 })
                 .await
             }
-            request_response::Event::InboundFailure { peer, error, .. } => {
+            request_response::Event::InboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                self.finished_serving(request_id);
                 if let request_response::InboundFailure::Io(io) = &error {
                     if io.kind() == std::io::ErrorKind::InvalidData {
                         self.metrics.reject("sync", "undecodable");
@@ -569,7 +602,16 @@ impl EventLoop {
                 }
                 tracing::debug!(%peer, %error, "sync request not answered");
             }
-            request_response::Event::ResponseSent { .. } => {}
+            request_response::Event::ResponseSent { request_id, .. } => {
+                self.finished_serving(request_id);
+            }
+        }
+    }
+
+    /// A sync request's answer was sent, or will never be: its slot is free.
+    fn finished_serving(&mut self, request_id: InboundRequestId) {
+        if self.serving.finished(&request_id) {
+            self.metrics.sync_serving.set(self.serving.len() as i64);
         }
     }
 }

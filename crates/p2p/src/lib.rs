@@ -12,20 +12,33 @@
 //! - every message has a size limit, applied before decoding; a message that does not decode,
 //!   or that the node judges invalid, is not forwarded and counts against its sender, and a
 //!   sender with too many such messages is disconnected and refused for a while;
-//! - every queue is bounded: commands, events, and records waiting to be gossiped.
+//! - every queue is bounded: commands, events, and records waiting to be gossiped
+//!   ([`RECORDS_HELD_MAX`], [`RECORDS_HELD_BYTES_MAX`]); commands and events are counted in
+//!   messages, and [`COMMAND_QUEUE`] and [`EVENT_QUEUE`] say what that means in memory;
+//! - block sync answers at most [`SYNC_SERVING_MAX`] requests at once, one per peer, each
+//!   until its answer is sent, so answers in flight hold at most [`SYNC_ANSWERS_BYTES_MAX`];
+//! - a stranger cannot hold incoming handshakes open for long ([`INBOUND_HANDSHAKE_TIMEOUT`]),
+//!   and configured peers are dialled whatever it does with incoming ones;
+//! - useless messages are harmless ([`Verdict::Ignore`]), but the node can count costly ones
+//!   against their sender ([`Client::report_useless`]).
 //!
 //! It never judges the content of a message: that is the node's job, reported back with
 //! [`Client::report`].
 
 mod codec;
 mod event_loop;
+mod held;
 mod metrics;
+mod penalties;
 pub mod ports;
+mod serving;
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use branchledger_types::wire::{ConsensusMessage, SyncRequest, SyncResponse};
+use branchledger_types::wire::{
+    ConsensusMessage, SyncRequest, SyncResponse, SYNC_RESPONSE_BYTES_MAX,
+};
 use branchledger_types::SignedRecord;
 use libp2p::request_response::ResponseChannel;
 use tokio::sync::mpsc;
@@ -38,28 +51,86 @@ pub use metrics::P2pMetrics;
 
 /// Commands waiting for the event loop; beyond this, `try_*` calls fail (the caller drops
 /// or retries).
+///
+/// Counted in commands, not bytes. Commands come from this node only: what it gossips (records
+/// its mempool admitted, its own proposals and votes), verdicts, sync requests and answers. The
+/// largest is one of its proposals with a block (at most the chain's `consensus_bytes_max`,
+/// itself at most [`GOSSIP_CONSENSUS_BYTES_MAX`], about 32 MiB), so the bound in bytes is
+/// `COMMAND_QUEUE` times that (about 256 GiB) in theory; in practice the node proposes once per
+/// round, publishes records only as its mempool (bounded in bytes) admits them, and its sync
+/// answers count within [`SYNC_ANSWERS_BYTES_MAX`].
+///
+/// [`GOSSIP_CONSENSUS_BYTES_MAX`]: branchledger_types::wire::GOSSIP_CONSENSUS_BYTES_MAX
 pub const COMMAND_QUEUE: usize = 8_192;
 /// Events waiting for the node; beyond this the event loop waits (back-pressure on the swarm).
+///
+/// Counted in events, not bytes. The largest event is a proposal with its block (at most the
+/// chain's `consensus_bytes_max`, itself at most [`GOSSIP_CONSENSUS_BYTES_MAX`], about
+/// 32 MiB); a record batch is at most [`GOSSIP_RECORDS_BYTES_MAX`] (2 MiB); a sync answer at
+/// most [`SYNC_RESPONSE_BYTES_MAX`] (about 40 MiB; only answers to this node's own requests,
+/// which it keeps to one in flight); a sync request is a few bytes. The worst case is
+/// therefore `EVENT_QUEUE` proposals, `EVENT_QUEUE * consensus_bytes_max` (about 128 GiB at the
+/// largest block limit), if allowed peers send distinct proposals faster than the node judges
+/// them; record batches alone take at most 8 GiB. libp2p buffers a few more messages per
+/// connection. Only allowed peers can send, and invalid messages get a peer banned
+/// ([`PENALTY_THRESHOLD`]).
+///
+/// [`GOSSIP_CONSENSUS_BYTES_MAX`]: branchledger_types::wire::GOSSIP_CONSENSUS_BYTES_MAX
+/// [`GOSSIP_RECORDS_BYTES_MAX`]: branchledger_types::wire::GOSSIP_RECORDS_BYTES_MAX
 pub const EVENT_QUEUE: usize = 4_096;
 /// How often records waiting to be gossiped are sent as one batch.
 pub const RECORD_FLUSH_INTERVAL: Duration = Duration::from_millis(5);
 /// Most records held for gossip while no peer is subscribed; older ones are dropped (they stay
 /// in the local mempool and are proposed by this node).
 pub const RECORDS_HELD_MAX: usize = 20_000;
+/// Most bytes of records (encoded) held for gossip while no peer is subscribed; past it the
+/// oldest are dropped, as past [`RECORDS_HELD_MAX`].
+pub const RECORDS_HELD_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// How often configured peers that are not connected are dialled again.
 pub const REDIAL_INTERVAL: Duration = Duration::from_secs(1);
-/// Time allowed for a sync request to be answered.
+/// Time allowed for a sync request to be answered, on either side: an answer a peer does not
+/// read within it is given up and its memory freed.
 pub const SYNC_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Sync streams open at once on one connection, both directions together (libp2p's default is
+/// 100); a further stream the peer opens is reset unread.
+pub const SYNC_STREAMS_PER_CONNECTION_MAX: usize = 4;
+/// Sync requests being answered at once, all peers together: from the moment a request is
+/// handed to the node as [`Event::SyncRequest`] until its answer is sent, has failed, or
+/// [`SYNC_REQUEST_TIMEOUT`] passed. A request beyond it is refused (its stream closed at once,
+/// so the asker tries another peer) and counted.
+pub const SYNC_SERVING_MAX: usize = 4;
+/// Sync requests from one peer being answered at once; a further one is refused like one
+/// beyond [`SYNC_SERVING_MAX`]. A peer that never reads its answers holds this many slots, no
+/// more, and honest peers share the rest.
+pub const SYNC_SERVING_PER_PEER_MAX: usize = 1;
+const _: () = assert!(SYNC_SERVING_PER_PEER_MAX < SYNC_SERVING_MAX);
+/// Most bytes held by sync answers in flight (encoded size): [`SYNC_SERVING_MAX`] answers of at
+/// most [`SYNC_RESPONSE_BYTES_MAX`] each (about 8 MiB of blocks plus one block at the 32 MiB
+/// limit), about 160 MiB. While an answer is encoded its blocks and its bytes exist together,
+/// for a moment; decoded blocks take somewhat more memory than their encoding.
+pub const SYNC_ANSWERS_BYTES_MAX: usize = SYNC_SERVING_MAX * SYNC_RESPONSE_BYTES_MAX;
 /// Invalid messages from one peer within [`PENALTY_WINDOW`] that get it disconnected.
 pub const PENALTY_THRESHOLD: u32 = 20;
+/// Messages reported with [`Client::report_useless`] that count as one invalid message: a peer
+/// is banned after `PENALTY_THRESHOLD * USELESS_PER_PENALTY` of them within [`PENALTY_WINDOW`]
+/// (fewer when it also sent invalid ones).
+pub const USELESS_PER_PENALTY: u32 = 10;
 /// The window over which a peer's invalid messages are counted.
 pub const PENALTY_WINDOW: Duration = Duration::from_secs(60);
-/// How long a peer that reached the threshold is refused.
+/// How long a peer that reached the threshold, or runs another chain (its identify protocol
+/// version differs), is refused and not dialled.
 pub const BAN_DURATION: Duration = Duration::from_secs(30);
 /// Connections to one peer at once (both sides may dial at the same time).
 pub const CONNECTIONS_PER_PEER_MAX: u32 = 2;
-/// Incoming connections still in their handshake at once.
+/// Incoming connections still in their handshake at once. Outgoing connections are not
+/// counted: configured peers are still dialled, and connect, while these are all taken.
 pub const PENDING_INCOMING_MAX: u32 = 32;
+/// Time an incoming connection has for its handshake (TCP accepted to noise and yamux done);
+/// a connection that has not finished by then is closed and frees its
+/// [`PENDING_INCOMING_MAX`] slot.
+pub const INBOUND_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time an outgoing connection has for its dial and handshake.
+pub const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections are closed after this long without any protocol using them.
 pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -70,7 +141,9 @@ pub enum Verdict {
     Accept,
     /// Invalid: drop it and count it against the sender.
     Reject,
-    /// Harmless but useless (stale, duplicate): drop it.
+    /// Harmless but useless (stale, duplicate): drop it. Not counted against the sender; for
+    /// useless messages that cost the node work and that an honest peer sends rarely, also call
+    /// [`Client::report_useless`].
     Ignore,
 }
 
@@ -165,7 +238,9 @@ pub enum Event {
         /// The message.
         message: ConsensusMessage,
     },
-    /// A peer asks for blocks.
+    /// A peer asks for blocks. At most [`SYNC_SERVING_MAX`] of these (and
+    /// [`SYNC_SERVING_PER_PEER_MAX`] per peer) are outstanding: each until its answer is sent
+    /// (or fails); further requests are refused by the network layer.
     SyncRequest {
         /// Who asks.
         peer: PeerId,
@@ -204,6 +279,10 @@ enum Command {
     Penalise {
         peer: PeerId,
         reason: String,
+    },
+    Useless {
+        peer: PeerId,
+        reason: &'static str,
     },
     RequestBlocks {
         peer: PeerId,
@@ -275,12 +354,24 @@ impl Client {
         self.try_send(Command::Penalise { peer, reason })
     }
 
+    /// Counts a useless and costly message against `peer`: one the node had to work on (decode,
+    /// verify, look up) to find it useless, and that an honest peer sends rarely — e.g. a record
+    /// batch whose every record is already committed. The message's verdict is still reported
+    /// with [`Client::report`] (as [`Verdict::Ignore`]); this only counts. Every
+    /// [`USELESS_PER_PENALTY`] such messages count as one invalid message, so a peer flooding
+    /// them is disconnected and refused like one sending invalid messages.
+    pub fn report_useless(&self, peer: PeerId, reason: &'static str) -> Result<(), SendError> {
+        self.try_send(Command::Useless { peer, reason })
+    }
+
     /// Asks `peer` for blocks; the answer arrives as [`Event::SyncResponse`].
     pub fn request_blocks(&self, peer: PeerId, request: SyncRequest) -> Result<(), SendError> {
         self.try_send(Command::RequestBlocks { peer, request })
     }
 
-    /// Answers a sync request (waits for room in the queue).
+    /// Answers a sync request (waits for room in the queue). Dropping the [`Responder`]
+    /// instead refuses the request; either way its serving slot ([`SYNC_SERVING_MAX`]) is freed
+    /// once the answer is sent or has failed.
     pub async fn respond(
         &self,
         responder: Responder,

@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// Labels naming what kind of message was rejected and why.
@@ -21,6 +22,14 @@ pub struct TopicLabels {
     pub topic: String,
 }
 
+/// Labels naming why a sync request was refused.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// `peer_busy` (the asker's earlier request is still being answered) or `at_capacity`
+    /// (the serving budget is taken).
+    pub reason: String,
+}
+
 /// Counters of the network layer.
 #[derive(Clone, Default)]
 pub struct P2pMetrics {
@@ -37,8 +46,15 @@ pub struct P2pMetrics {
     /// Incoming connections that failed before a peer was known (garbage instead of a
     /// handshake, a handshake cut short, a timeout).
     pub handshakes_failed: Counter,
-    /// Peers disconnected and refused for a while after too many invalid messages.
+    /// Peers disconnected and refused for a while after too many invalid (or useless)
+    /// messages.
     pub peers_banned: Counter,
+    /// Messages the node reported useless and costly (counted against their senders).
+    pub useless: Counter,
+    /// Sync requests refused, by reason.
+    pub sync_refused: Family<RefusalLabels, Counter>,
+    /// Sync requests being answered now (their answers not yet sent).
+    pub sync_serving: Gauge,
 }
 
 impl P2pMetrics {
@@ -76,9 +92,33 @@ impl P2pMetrics {
         );
         registry.register(
             "peers_banned",
-            "Peers disconnected for sending too many invalid messages",
+            "Peers disconnected for sending too many invalid (or useless) messages",
             self.peers_banned.clone(),
         );
+        registry.register(
+            "useless_messages",
+            "Messages the node reported useless and costly, counted against their senders",
+            self.useless.clone(),
+        );
+        registry.register(
+            "sync_requests_refused",
+            "Sync requests refused: the asker's earlier one still answered, or serving at capacity",
+            self.sync_refused.clone(),
+        );
+        registry.register(
+            "sync_requests_serving",
+            "Sync requests being answered now, their answers not yet sent",
+            self.sync_serving.clone(),
+        );
+    }
+
+    /// Counts a refused sync request.
+    pub fn refuse_sync(&self, reason: &str) {
+        self.sync_refused
+            .get_or_create(&RefusalLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts a rejected message.
