@@ -1,5 +1,6 @@
 //! The command line against a real node: `init`, `keys`, `status`, `submit`, `import` (a CSV
-//! with good and bad rows, every row accounted for) and `query`, as tables and as JSON.
+//! with good and bad rows, every row accounted for) and `query`, as tables and as JSON; and
+//! `audit verify` of a generated chain and its exports, against an expected tip.
 
 mod support;
 
@@ -268,4 +269,188 @@ fn a_failure_is_its_message_and_causes_never_a_backtrace() {
             "RUST_BACKTRACE={backtrace}: {text}"
         );
     }
+}
+
+/// `audit verify` names the tip it verified (a store rolled back to an earlier height would
+/// show a lower one), checks it against `--expect-tip` naming both tips when they differ, and
+/// refuses an empty store unless `--allow-empty`; `audit verify --export` names the export's
+/// last block and checks it the same way, so an export cut short is caught.
+#[test]
+fn audit_verify_names_the_tip_and_checks_the_expected_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let generated = branchd()
+        .args([
+            "bench",
+            "gen-chain",
+            "--records",
+            "1200",
+            "--block-records",
+            "300",
+            "--out",
+        ])
+        .arg(dir.path().join("chain"))
+        .output()
+        .expect("run branchd bench gen-chain");
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    let home = dir.path().join("chain/net/node0");
+    let genesis = home.join("config/genesis.json");
+    let store = home.join("data/store");
+    let verify = |extra: &[&str]| {
+        let mut command = branchd();
+        command
+            .args(["audit", "verify", "--genesis"])
+            .arg(&genesis)
+            .arg("--data-dir")
+            .arg(&store)
+            .args(extra);
+        command.output().expect("run branchd audit verify")
+    };
+
+    let json = verify(&["--json"]);
+    assert!(json.status.success(), "{}", stdout(&json));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&json)).expect("json");
+    let height = report["report"]["tip_height"].as_u64().expect("tip height");
+    let id = report["report"]["tip_block_id"]
+        .as_str()
+        .expect("tip id")
+        .to_owned();
+    assert_eq!(height, 4, "{report}");
+    let tip = format!("{height}:{id}");
+
+    // The human summary names the tip, and says what a pass without an expected tip shows.
+    let plain = verify(&[]);
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    let text = stdout(&plain);
+    assert!(
+        text.contains(&format!("tip height {height} block {id}")),
+        "{text}"
+    );
+    assert!(text.contains("finalised prefix"), "{text}");
+
+    let expected = verify(&["--expect-tip", &tip]);
+    assert!(expected.status.success(), "{}", stderr(&expected));
+    assert!(stdout(&expected).contains(&format!("the tip is the expected tip {tip}")));
+
+    // Export blocks 1..=3: its last block is the tip of a chain rolled back to height 3.
+    let export = dir.path().join("chain.export");
+    let exported = branchd()
+        .args(["export", "--to", "3", "--genesis"])
+        .arg(&genesis)
+        .arg("--data-dir")
+        .arg(&store)
+        .arg("--out")
+        .arg(&export)
+        .output()
+        .expect("run branchd export");
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    let short_tip = stderr(&exported)
+        .split("last block ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no last block in {}", stderr(&exported)))
+        .to_owned();
+    assert!(short_tip.starts_with("3:"), "{short_tip}");
+
+    // A tip expected elsewhere: higher, another block, lower (the chain goes on past it).
+    let zero = format!("{height}:{}", "0".repeat(64));
+    let higher = format!("{}:{id}", height + 1);
+    for (expect, says) in [
+        (&higher, "below the expected tip"),
+        (&zero, "another block at the expected height"),
+        (
+            &short_tip,
+            "above the expected tip; the block at height 3 is the expected one",
+        ),
+    ] {
+        let output = verify(&["--expect-tip", expect]);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{expect}: {}",
+            stdout(&output)
+        );
+        let text = stderr(&output);
+        assert!(text.contains("audit FAILED"), "{text}");
+        assert!(
+            text.contains(&format!("expected tip {expect}, found {tip}")),
+            "both tips named: {text}"
+        );
+        assert!(text.contains(says), "{text}");
+    }
+    let malformed = verify(&["--expect-tip", "4"]);
+    assert_eq!(malformed.status.code(), Some(2));
+    assert!(
+        stderr(&malformed).contains("HEIGHT:BLOCK_ID"),
+        "{}",
+        stderr(&malformed)
+    );
+
+    // The export: its summary names its last block; against the store's tip it fails.
+    let verify_export = |extra: &[&str]| {
+        let mut command = branchd();
+        command
+            .args(["audit", "verify", "--genesis"])
+            .arg(&genesis)
+            .arg("--export")
+            .arg(&export)
+            .args(extra);
+        command.output().expect("run branchd audit verify --export")
+    };
+    let plain = verify_export(&[]);
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    let text = stdout(&plain);
+    assert!(text.contains(&format!("last block {short_tip}")), "{text}");
+    assert!(text.contains("finalised prefix"), "{text}");
+    let short = verify_export(&["--expect-tip", &tip]);
+    assert_eq!(short.status.code(), Some(1));
+    let text = stderr(&short);
+    assert!(
+        text.contains(&format!("expected tip {tip}, found {short_tip}"))
+            && text.contains("the export's last block is below the expected tip"),
+        "{text}"
+    );
+    let json = verify_export(&["--expect-tip", &tip, "--json"]);
+    assert_eq!(json.status.code(), Some(1));
+    let failure: serde_json::Value = serde_json::from_str(&stdout(&json)).expect("json");
+    assert_eq!(failure["ok"], false);
+    assert_eq!(failure["failure"]["height"], 4);
+    let matching = verify_export(&["--expect-tip", &short_tip]);
+    assert!(matching.status.success(), "{}", stderr(&matching));
+    let refused = verify_export(&["--allow-empty"]);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "--allow-empty is for a data directory"
+    );
+
+    // An empty store: refused, unless allowed.
+    let empty = dir.path().join("empty-store");
+    drop(branchledger_storage::RocksStore::open(&empty).expect("a new store"));
+    let audit_empty = |extra: &[&str]| {
+        let mut command = branchd();
+        command
+            .args(["audit", "verify", "--genesis"])
+            .arg(&genesis)
+            .arg("--data-dir")
+            .arg(&empty)
+            .args(extra);
+        command.output().expect("run branchd audit verify")
+    };
+    let refused = audit_empty(&[]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stdout(&refused));
+    let text = stderr(&refused);
+    assert!(
+        text.contains("the store holds no block") && text.contains("--allow-empty"),
+        "{text}"
+    );
+    let allowed = audit_empty(&["--allow-empty"]);
+    assert!(allowed.status.success(), "{}", stderr(&allowed));
+    assert!(stdout(&allowed).contains("EMPTY"), "{}", stdout(&allowed));
+    let expected = audit_empty(&["--allow-empty", "--expect-tip", &tip]);
+    assert_eq!(expected.status.code(), Some(1));
+    assert!(
+        stderr(&expected).contains("found no block"),
+        "{}",
+        stderr(&expected)
+    );
 }

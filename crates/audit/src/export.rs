@@ -12,7 +12,11 @@
 //! ```
 //!
 //! The header names the range and the trailer closes it, so a file cut short is reported as
-//! truncated, never as a pass.
+//! truncated, never as a pass. Neither is signed, though: whoever cuts an export short after
+//! a whole block can write the header and trailer again, and the shorter file verifies. Like a
+//! data directory, an export proves a finalised prefix of the chain; that it reaches a given
+//! tip, only a comparison of its last block with a tip the auditor trusts shows
+//! ([`verify_export_expecting`]).
 
 use std::io::{Read, Write};
 
@@ -24,6 +28,7 @@ use branchledger_types::codec::{decode, encode};
 use branchledger_types::limits::BLOCK_BYTES_MAX;
 use branchledger_types::{BlockHeader, CommittedBlock, Genesis, Height};
 
+use crate::tip::{check_tip, ExpectedTip, Subject};
 use crate::AuditFailure;
 
 /// The file's first bytes.
@@ -154,18 +159,37 @@ pub struct ExportReport {
     pub from: Height,
     /// Last height.
     pub to: Height,
+    /// The id of the last block (the block at `to`).
+    pub last_block_id: Hash,
     /// Records verified.
     pub records: u64,
     /// Whether state digests were replayed (only for an export from height 1).
     pub state_replayed: bool,
+    /// Whether the last block was checked against an expected tip.
+    pub tip_expected: bool,
 }
 
 /// Verifies an export against `genesis`: format, range, every header link, certificate,
 /// records root and record signature; for an export that starts at height 1, also every
 /// state digest by replaying the records.
+///
+/// What passes is a finalised prefix of the chain (or a finalised range of one): the header
+/// and trailer are not signed, so an export cut short after a whole block, with its header
+/// and trailer written again, passes too. Compare [`ExportReport::last_block_id`] with a
+/// trusted tip, or use [`verify_export_expecting`].
 pub fn verify_export(
     genesis: &Genesis,
     input: &mut impl Read,
+) -> Result<ExportReport, AuditFailure> {
+    verify_export_expecting(genesis, input, None)
+}
+
+/// [`verify_export`], and, if `expected` is given, its last block must be that tip: an export
+/// that ends below it, above it or on another block fails, naming both.
+pub fn verify_export_expecting(
+    genesis: &Genesis,
+    input: &mut impl Read,
+    expected: Option<&ExpectedTip>,
 ) -> Result<ExportReport, AuditFailure> {
     let bad = |height: Height, rule: String| AuditFailure {
         height,
@@ -213,6 +237,8 @@ pub fn verify_export(
     let mut prev: Option<BlockHeader> = None;
     let mut records = 0u64;
     let mut last_block_id = Hash::ZERO;
+    // The id of the block at the expected tip's height, if the export holds that height.
+    let mut at_expected = None;
     for height in header.from..=header.to {
         let bytes = read_entry(input, EXPORT_BLOCK_BYTES_MAX, "block", height)?;
         let committed: CommittedBlock = decode("exported block", &bytes, EXPORT_BLOCK_BYTES_MAX)
@@ -244,6 +270,9 @@ pub fn verify_export(
         }
         records += committed.block.records.len() as u64;
         last_block_id = committed.block.id();
+        if expected.is_some_and(|e| e.height == height) {
+            at_expected = Some(last_block_id);
+        }
         prev = Some(committed.block.header);
     }
     let trailer: ExportTrailer = decode(
@@ -266,11 +295,21 @@ pub fn verify_export(
     {
         return Err(bad(header.to, "bytes after the export trailer".into()));
     }
+    if let Some(expected) = expected {
+        check_tip(
+            expected,
+            Subject::Export,
+            Some((header.to, last_block_id)),
+            at_expected,
+        )?;
+    }
     Ok(ExportReport {
         from: header.from,
         to: header.to,
+        last_block_id,
         records,
         state_replayed: replay,
+        tip_expected: expected.is_some(),
     })
 }
 

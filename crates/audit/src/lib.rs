@@ -15,13 +15,21 @@
 //! replay again and walk both stores side by side in key order to name the entry (see
 //! [`replay`]).
 //!
+//! Every entry of the chain tables must be one the verified chain accounts for (see
+//! [`chain_tables`]): a block stored above the tip, or any other entry no verified block
+//! explains, is refused. A chain that verifies is a finalised prefix of the chain; that it is
+//! the whole chain only a tip known from elsewhere can tell ([`AuditOptions::expect_tip`],
+//! see [`tip`]). An empty store is refused unless [`AuditOptions::allow_empty`].
+//!
 //! It never writes to what it audits, and it reports the first failure: the height, the
 //! record if one is to blame, and the rule broken.
 
+pub mod chain_tables;
 pub mod decoders;
 pub mod export;
 pub mod proof;
 pub mod replay;
+pub mod tip;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -34,6 +42,7 @@ use branchledger_verifier::VerificationError;
 use serde::Serialize;
 
 use replay::{Entries, Keep, Replay};
+pub use tip::{ExpectedTip, ParseTipError};
 
 /// Blocks read and verified ahead of the replay.
 pub const PIPELINE_BLOCKS: usize = 2;
@@ -43,7 +52,9 @@ pub const PIPELINE_BLOCKS: usize = 2;
 #[error("height {height}{}: {rule}", record.map(|r| format!(", record {r}")).unwrap_or_default())]
 pub struct AuditFailure {
     /// The first bad height (for a stored table that differs from the replay: the last
-    /// height that wrote the entry, or the tip if no block wrote it).
+    /// height that wrote the entry, or the tip if no block wrote it; for an entry of the chain
+    /// tables no verified block accounts for: the height it claims if above the tip, the tip
+    /// otherwise; for a tip other than the expected one: see [`tip`]).
     pub height: Height,
     /// The record to blame, if one is.
     #[serde(serialize_with = "hex_option")]
@@ -68,12 +79,18 @@ pub struct AuditReport {
     pub blocks: u64,
     /// Records verified.
     pub records: u64,
-    /// The tip's block id.
+    /// The tip's height (0 for an empty chain).
+    pub tip_height: Height,
+    /// The tip's block id (none for an empty chain).
     pub tip_block_id: Option<String>,
+    /// Whether the tip was checked against an expected one ([`AuditOptions::expect_tip`]).
+    pub tip_expected: bool,
     /// The final state digest.
     pub state_digest: String,
     /// State entries compared with the replay.
     pub state_entries: u64,
+    /// Entries of the chain tables checked to be the verified chain's.
+    pub chain_entries: u64,
     /// Wall time, milliseconds.
     pub elapsed_ms: u64,
 }
@@ -143,38 +160,140 @@ pub(crate) fn verification_failure(height: Height, error: VerificationError) -> 
     fail(height, record, error.to_string())
 }
 
+/// What an audit requires besides a valid chain, and where it keeps its scratch store.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AuditOptions<'a> {
+    /// Where the scratch store of the replay is made (the system's temporary directory when
+    /// `None`).
+    pub scratch_parent: Option<&'a std::path::Path>,
+    /// The tip the chain must end at. Without one, a chain that passes is shown to be a
+    /// finalised prefix of the chain, not the whole of it.
+    pub expect_tip: Option<ExpectedTip>,
+    /// Accept a store that holds no block. Refused otherwise: an empty store proves nothing,
+    /// and an auditor given one was most likely given the wrong directory.
+    pub allow_empty: bool,
+}
+
 /// Verifies the chain in `store` against `genesis`, replaying the state in a scratch store
 /// under the system's temporary directory. `progress` is called after each block with the
-/// height and the records verified so far.
+/// height and the records verified so far. An empty store is refused.
 pub fn verify_store(
     genesis: &Genesis,
     store: &(impl ChainReader + Sync),
     progress: impl FnMut(Height, u64),
 ) -> Result<AuditReport, AuditFailure> {
-    verify_store_in(genesis, store, None, progress)
+    verify_store_with(genesis, store, &AuditOptions::default(), progress)
 }
 
 /// [`verify_store`], with the scratch store under `scratch_parent`.
-///
-/// The fast pass keeps in its scratch store only the tables the state rules read and
-/// compares every table by digest (see [`replay`]); if any stored table differs from the
-/// replay, the exact pass runs again from genesis, keeping every table, to name the first
-/// entry that differs and the block that wrote it. A chain that breaks a rule is reported by
-/// the fast pass itself, exactly as the exact pass would report it.
 pub fn verify_store_in(
     genesis: &Genesis,
     store: &(impl ChainReader + Sync),
     scratch_parent: Option<&std::path::Path>,
+    progress: impl FnMut(Height, u64),
+) -> Result<AuditReport, AuditFailure> {
+    let options = AuditOptions {
+        scratch_parent,
+        ..AuditOptions::default()
+    };
+    verify_store_with(genesis, store, &options, progress)
+}
+
+/// [`verify_store`], with `options`.
+///
+/// The stored tip is checked first: against the expected tip if one is given, and an empty
+/// store is refused unless allowed. Then the fast pass keeps in its scratch store only the
+/// tables the state rules read and compares every table by digest (see [`replay`]); if any
+/// stored table differs from the replay, the exact pass runs again from genesis, keeping
+/// every table, to name the first entry that differs and the block that wrote it. A chain
+/// that breaks a rule is reported by the fast pass itself, exactly as the exact pass would
+/// report it. Meanwhile a thread of its own checks that every entry of the chain tables is
+/// one the verified chain accounts for ([`chain_tables`]); its failure is reported after any
+/// failure of the passes, which name heights up to the tip.
+pub fn verify_store_with(
+    genesis: &Genesis,
+    store: &(impl ChainReader + Sync),
+    options: &AuditOptions<'_>,
     mut progress: impl FnMut(Height, u64),
 ) -> Result<AuditReport, AuditFailure> {
     let started = Instant::now();
-    let secret = replay::digest_secret()?;
-    let report = match fast_pass(genesis, store, scratch_parent, secret, &mut progress)? {
-        Pass::Verified(report) => report,
-        Pass::Recheck => exact_pass(genesis, store, scratch_parent, secret, &mut progress)?,
+    let tip = store.tip().map_err(|e| storage_failure(0, e))?;
+    let Some(tip) = tip else {
+        // Whatever the chain tables hold, no verified block accounts for it.
+        let chain_entries = chain_tables::account(store, None, &AtomicBool::new(false))?;
+        if let Some(expected) = &options.expect_tip {
+            tip::check_tip(expected, tip::Subject::Chain, None, None)?;
+        }
+        if !options.allow_empty {
+            return Err(fail(
+                1,
+                None,
+                "the store holds no block: an empty chain proves nothing (is it the right \
+                 directory?); allow an empty store explicitly (--allow-empty) to pass it",
+            ));
+        }
+        let mut report = exact_pass(genesis, store, None, options.scratch_parent, &mut progress)?;
+        report.chain_entries = chain_entries;
+        report.elapsed_ms = duration_ms(started.elapsed());
+        return Ok(report);
     };
+    if let Some(expected) = &options.expect_tip {
+        let at_expected = if tip.height > expected.height {
+            store
+                .header(expected.height)
+                .ok()
+                .flatten()
+                .map(|header| header.block_id())
+        } else {
+            None
+        };
+        tip::check_tip(
+            expected,
+            tip::Subject::Chain,
+            Some((tip.height, tip.block_id)),
+            at_expected,
+        )?;
+    }
+    let secret = replay::digest_secret()?;
+    let cancel = AtomicBool::new(false);
+    let (verdict, accounted) = std::thread::scope(|scope| {
+        let accounting = scope.spawn(|| chain_tables::account(store, Some(&tip), &cancel));
+        let verdict = match fast_pass(
+            genesis,
+            store,
+            &tip,
+            options.scratch_parent,
+            secret,
+            &mut progress,
+        ) {
+            Ok(Pass::Verified(report)) => Ok(report),
+            Ok(Pass::Recheck) => exact_pass(
+                genesis,
+                store,
+                Some(&tip),
+                options.scratch_parent,
+                &mut progress,
+            ),
+            Err(failure) => Err(failure),
+        };
+        if verdict.is_err() {
+            cancel.store(true, Ordering::Relaxed);
+        }
+        let accounted = accounting.join().unwrap_or_else(|_| {
+            Err(fail(
+                tip.height,
+                None,
+                "the check of the chain tables stopped unexpectedly",
+            ))
+        });
+        (verdict, accounted)
+    });
+    let report = verdict?;
+    let chain_entries = accounted?;
     Ok(AuditReport {
         elapsed_ms: duration_ms(started.elapsed()),
+        chain_entries,
+        tip_expected: options.expect_tip.is_some(),
         ..report
     })
 }
@@ -190,17 +309,17 @@ enum Pass {
 fn fast_pass(
     genesis: &Genesis,
     store: &(impl ChainReader + Sync),
+    tip: &Tip,
     scratch_parent: Option<&std::path::Path>,
     secret: replay::DigestKey,
     progress: &mut impl FnMut(Height, u64),
 ) -> Result<Pass, AuditFailure> {
-    let tip = store.tip().map_err(|e| storage_failure(0, e))?;
     let mut state = Replay::new(scratch_parent, Keep::Read, store, true, secret)?;
     let cancel = AtomicBool::new(false);
     std::thread::scope(|scope| {
         // The stored tables are digested while the replay runs: the store does not change.
         let stored = scope.spawn(|| replay::digest_tables(store, &secret, &cancel));
-        let replayed = replay_chain(genesis, store, tip.as_ref(), &mut state, progress);
+        let replayed = replay_chain(genesis, store, Some(tip), &mut state, progress);
         // A failure after a hint may be the hint's: the exact pass, which takes none, decides.
         let recheck = state.cannot_decide() || (replayed.is_err() && state.took_hints());
         if replayed.is_err() || recheck {
@@ -212,13 +331,14 @@ fn fast_pass(
         let replayed = replayed?;
         state.finish()?;
         let expected = state.table_digests();
-        let stored = stored
-            .join()
-            .expect("the table digest thread does not panic");
+        // A digest thread that stopped unexpectedly decides nothing: the exact pass does.
+        let Ok(stored) = stored.join() else {
+            return Ok(Pass::Recheck);
+        };
         match (expected, stored) {
             (Ok(expected), Ok(stored)) if expected == stored => Ok(Pass::Verified(report(
                 genesis,
-                tip.as_ref(),
+                Some(tip),
                 replayed,
                 expected.entries(),
             ))),
@@ -227,17 +347,19 @@ fn fast_pass(
     })
 }
 
+/// The exact pass, for the chain up to `tip` (none: an empty chain, whose stored state must
+/// be empty too).
 fn exact_pass(
     genesis: &Genesis,
     store: &(impl ChainReader + Sync),
+    tip: Option<&Tip>,
     scratch_parent: Option<&std::path::Path>,
-    secret: replay::DigestKey,
     progress: &mut impl FnMut(Height, u64),
 ) -> Result<AuditReport, AuditFailure> {
-    let tip = store.tip().map_err(|e| storage_failure(0, e))?;
-    let tip_height = tip.as_ref().map_or(0, |t| t.height);
+    let secret = replay::digest_secret()?;
+    let tip_height = tip.map_or(0, |t| t.height);
     let mut state = Replay::new(scratch_parent, Keep::All, store, false, secret)?;
-    let replayed = replay_chain(genesis, store, tip.as_ref(), &mut state, progress)?;
+    let replayed = replay_chain(genesis, store, tip, &mut state, progress)?;
     state.finish()?;
     let state_entries = compare_state(store, state.store()).map_err(|mismatch| {
         // Only on failure: replay again to name the last block that wrote the key.
@@ -251,7 +373,7 @@ fn exact_pass(
         );
         fail(height, None, mismatch.rule)
     })?;
-    Ok(report(genesis, tip.as_ref(), replayed, state_entries))
+    Ok(report(genesis, tip, replayed, state_entries))
 }
 
 fn report(
@@ -264,9 +386,12 @@ fn report(
         chain_id: genesis.chain_id.clone(),
         blocks: tip.map_or(0, |t| t.height),
         records,
+        tip_height: tip.map_or(0, |t| t.height),
         tip_block_id: tip.map(|t| t.block_id.to_hex()),
+        tip_expected: false,
         state_digest: digest.to_hex(),
         state_entries,
+        chain_entries: 0,
         elapsed_ms: 0,
     }
 }

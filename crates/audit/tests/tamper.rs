@@ -519,3 +519,228 @@ fn random_corrections_are_verified_in_one_pass() {
     );
     assert_eq!(seen, RANDOM_BLOCKS, "seed {seed}: one pass");
 }
+
+/// The entries of the chain tables at `height` of the stopped store at `path` (the block's
+/// header, id entry, certificate, record list and records), as `(table, key, value)`.
+fn block_entries(path: &Path, height: u64) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
+    let store = RocksStore::open(path).expect("open");
+    let id = store
+        .header(height)
+        .expect("read")
+        .expect("a header")
+        .block_id();
+    drop(store);
+    let db = raw(path);
+    let mut entries = Vec::new();
+    for table in ["headers", "commits", "block_records"] {
+        let value = db
+            .get_cf(cf(&db, table), height_key(height))
+            .expect("get")
+            .expect("present");
+        entries.push((table, height_key(height).to_vec(), value));
+    }
+    entries.push(("block_ids", id.0.to_vec(), height_key(height).to_vec()));
+    for entry in db.prefix_iterator_cf(cf(&db, "records"), height_key(height)) {
+        let (key, value) = entry.expect("read");
+        if !key.starts_with(&height_key(height)) {
+            break;
+        }
+        entries.push(("records", key.to_vec(), value.to_vec()));
+    }
+    entries
+}
+
+/// A block written above the tip of a stopped node, into its RocksDB files: a whole block,
+/// linked to the tip and certified by a quorum, that a read by height returns as readily as a
+/// verified one. The tip does not move, so the replay never reaches it; the audit refuses it
+/// all the same, naming the table, the key and the rule, at the block's height.
+#[test]
+fn a_block_forged_above_the_tip_is_caught() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let genesis = build_chain(dir.path());
+    // The same chain one block longer: its last block follows the tip of the first.
+    let longer = tempfile::tempdir().expect("temp dir");
+    build_chain_of(longer.path(), BLOCKS + 1, records_of);
+    let forged = block_entries(longer.path(), BLOCKS + 1);
+    assert_eq!(
+        forged.len(),
+        4 + 3,
+        "header, id, certificate, list, 3 records"
+    );
+    tamper(dir.path(), |db| {
+        for (table, key, value) in &forged {
+            db.put_cf(cf(db, table), key, value).expect("put");
+        }
+    });
+    let store = RocksStore::open(dir.path()).expect("open");
+    assert_eq!(store.tip().expect("tip").expect("a tip").height, BLOCKS);
+    let above = store
+        .committed_block(BLOCKS + 1)
+        .expect("read")
+        .expect("the forged block reads back");
+    assert_eq!(
+        above.block.header.prev_block_id,
+        store.tip().expect("tip").expect("tip").block_id
+    );
+    drop(store);
+
+    let failure = audit(dir.path(), &genesis).expect_err("a block above the tip");
+    println!("{failure}");
+    assert_eq!(failure.height, BLOCKS + 1, "{failure}");
+    assert_eq!(failure.record, None, "{failure}");
+    for part in [
+        "table headers",
+        &format!("key {}", hex(&height_key(BLOCKS + 1))),
+        "above the verified tip",
+        "accounts for it",
+    ] {
+        assert!(failure.rule.contains(part), "{part:?} in {failure}");
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every other kind of entry of the chain tables that no verified block accounts for, each
+/// refused with its table, its key and the rule, at the height it claims above the tip (at
+/// the tip when it claims none).
+#[test]
+fn every_entry_of_the_chain_tables_must_be_the_verified_chains() {
+    type Edit = Box<dyn FnOnce(&rocksdb::DB)>;
+    let copy = |table: &'static str, from: Vec<u8>, to: Vec<u8>| -> Edit {
+        Box::new(move |db: &rocksdb::DB| {
+            let value = db
+                .get_cf(cf(db, table), &from)
+                .expect("get")
+                .expect("present");
+            db.put_cf(cf(db, table), &to, value).expect("put");
+        })
+    };
+    let put = |table: &'static str, key: Vec<u8>, value: Vec<u8>| -> Edit {
+        Box::new(move |db: &rocksdb::DB| db.put_cf(cf(db, table), &key, &value).expect("put"))
+    };
+    let stray_id = vec![0xa5; 32];
+    let cases: Vec<(&str, u64, Vec<String>, Edit)> = vec![
+        (
+            "a certificate above the tip",
+            BLOCKS + 2,
+            vec!["table commits".into(), hex(&height_key(BLOCKS + 2))],
+            copy(
+                "commits",
+                height_key(BLOCKS).to_vec(),
+                height_key(BLOCKS + 2).to_vec(),
+            ),
+        ),
+        (
+            "a record list above the tip",
+            BLOCKS + 1,
+            vec![
+                "table block_records".into(),
+                "above the verified tip".into(),
+            ],
+            copy(
+                "block_records",
+                height_key(BLOCKS).to_vec(),
+                height_key(BLOCKS + 1).to_vec(),
+            ),
+        ),
+        (
+            "a record above the tip",
+            BLOCKS + 3,
+            vec![
+                "table records".into(),
+                hex(&branchledger_storage::record_key(BLOCKS + 3, 0)),
+            ],
+            copy(
+                "records",
+                branchledger_storage::record_key(2, 0).to_vec(),
+                branchledger_storage::record_key(BLOCKS + 3, 0).to_vec(),
+            ),
+        ),
+        (
+            "a record under a key of the wrong length, between blocks",
+            BLOCKS,
+            vec!["table records".into(), "7 bytes".into()],
+            put("records", vec![0, 0, 0, 0, 0, 0, 3], vec![1, 2, 3]),
+        ),
+        (
+            "a header at height 0",
+            BLOCKS,
+            vec!["table headers".into(), "height 0".into()],
+            copy("headers", height_key(1).to_vec(), height_key(0).to_vec()),
+        ),
+        (
+            "a block-id entry that matches no verified header",
+            BLOCKS,
+            vec![
+                "table block_ids".into(),
+                hex(&stray_id),
+                "matches no verified header".into(),
+            ],
+            put("block_ids", stray_id.clone(), height_key(3).to_vec()),
+        ),
+        (
+            "a block-id entry above the tip",
+            BLOCKS + 5,
+            vec!["table block_ids".into(), "above the verified tip".into()],
+            put(
+                "block_ids",
+                stray_id.clone(),
+                height_key(BLOCKS + 5).to_vec(),
+            ),
+        ),
+        (
+            "a block-id entry whose value is no height",
+            BLOCKS,
+            vec!["table block_ids".into(), "a value of 3 bytes".into()],
+            put("block_ids", stray_id, vec![1, 2, 3]),
+        ),
+        (
+            "an unknown meta key",
+            BLOCKS,
+            vec![
+                "table meta".into(),
+                "key \"checkpoint\"".into(),
+                "unknown key".into(),
+            ],
+            put("meta", b"checkpoint".to_vec(), vec![0; 8]),
+        ),
+    ];
+    for (name, height, parts, edit) in cases {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let genesis = build_chain(dir.path());
+        tamper(dir.path(), edit);
+        let failure = audit(dir.path(), &genesis).expect_err(name);
+        println!("{name}: {failure}");
+        assert_eq!(failure.height, height, "{name}: {failure}");
+        for part in parts {
+            assert!(
+                failure.rule.contains(&part),
+                "{name}: {part:?} in {failure}"
+            );
+        }
+    }
+}
+
+/// The tip deleted from a store that holds blocks: not read as an empty chain that passes,
+/// even when an empty store is allowed; the first header is named.
+#[test]
+fn blocks_without_a_tip_are_not_an_empty_chain() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let genesis = build_chain(dir.path());
+    tamper(dir.path(), |db| {
+        db.delete_cf(cf(db, "meta"), b"tip").expect("delete");
+    });
+    let store = RocksStore::open(dir.path()).expect("open");
+    for allow_empty in [false, true] {
+        let options = branchledger_audit::AuditOptions {
+            allow_empty,
+            ..Default::default()
+        };
+        let failure = branchledger_audit::verify_store_with(&genesis, &store, &options, |_, _| {})
+            .expect_err("blocks without a tip");
+        assert_eq!(failure.height, 1, "{failure}");
+        assert!(failure.rule.contains("table headers"), "{failure}");
+    }
+}

@@ -195,6 +195,17 @@ enum AuditCommand {
         /// room for a copy of the node's state.
         #[arg(long)]
         scratch_dir: Option<PathBuf>,
+        /// The tip the chain must end at (with --export: the export's last block), from a
+        /// source you trust: another node's `branchd status`, a published checkpoint. A chain
+        /// that ends below it, above it or on another block fails. Without it, a pass shows
+        /// only that the chain is a finalised prefix: a store rolled back, or an export cut
+        /// short, passes too.
+        #[arg(long, value_name = "HEIGHT:BLOCK_ID")]
+        expect_tip: Option<branchledger_audit::ExpectedTip>,
+        /// Pass a store that holds no block (refused otherwise: an empty store proves
+        /// nothing).
+        #[arg(long, conflicts_with = "export")]
+        allow_empty: bool,
     },
     /// Write the inclusion proof of a record (JSON): the record, its Merkle path, its block's
     /// header and commit certificate.
@@ -407,11 +418,20 @@ fn run(cli: Cli) -> Result<()> {
                 export,
                 json,
                 scratch_dir,
+                expect_tip,
+                allow_empty,
             } => match (data_dir, export) {
                 (Some(data_dir), _) => {
-                    audit_verify(&genesis, &data_dir, json, scratch_dir.as_deref())
+                    let options = branchledger_audit::AuditOptions {
+                        scratch_parent: scratch_dir.as_deref(),
+                        expect_tip,
+                        allow_empty,
+                    };
+                    audit_verify(&genesis, &data_dir, json, &options)
                 }
-                (None, Some(export)) => audit_verify_export(&genesis, &export, json),
+                (None, Some(export)) => {
+                    audit_verify_export(&genesis, &export, json, expect_tip.as_ref())
+                }
                 (None, None) => anyhow::bail!("give --data-dir or --export"),
             },
             AuditCommand::Prove {
@@ -481,7 +501,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             };
             eprintln!(
-                "exported {} blocks ({from}..={to}), last block {}",
+                "exported {} blocks ({from}..={to}), last block {to}:{}",
                 trailer.blocks, trailer.last_block_id
             );
             Ok(())
@@ -531,23 +551,40 @@ fn not_a_store(data_dir: &std::path::Path) -> Option<String> {
     })
 }
 
+/// What a pass shows without an expected tip, printed under the summary; `what` is what ends
+/// the verified chain ("tip", "last block").
+fn prefix_only(what: &str) -> String {
+    format!(
+        "without --expect-tip this shows a finalised prefix of the chain, not that it is whole: \
+         compare the {what} above with a tip you trust (another node's `branchd status`, a \
+         published checkpoint)"
+    )
+}
+
 fn audit_verify_export(
     genesis_path: &std::path::Path,
     export: &std::path::Path,
     json: bool,
+    expect_tip: Option<&branchledger_audit::ExpectedTip>,
 ) -> Result<()> {
     let genesis = read_genesis(genesis_path)?;
     let file =
         std::fs::File::open(export).with_context(|| format!("opening {}", export.display()))?;
-    match branchledger_audit::export::verify_export(&genesis, &mut std::io::BufReader::new(file)) {
+    match branchledger_audit::export::verify_export_expecting(
+        &genesis,
+        &mut std::io::BufReader::new(file),
+        expect_tip,
+    ) {
         Ok(report) => {
             if json {
                 println!("{}", serde_json::json!({ "ok": true, "report": report }));
             } else {
                 println!(
-                    "export verified: heights {}..={}, {} records{}",
+                    "export verified: heights {}..={}, last block {}:{}, {} records{}",
                     report.from,
                     report.to,
+                    report.to,
+                    report.last_block_id,
                     report.records,
                     if report.state_replayed {
                         ", state digests replayed"
@@ -555,6 +592,10 @@ fn audit_verify_export(
                         " (partial: state not replayed)"
                     }
                 );
+                match expect_tip {
+                    Some(tip) => println!("the last block is the expected tip {tip}"),
+                    None => println!("{}", prefix_only("last block")),
+                }
             }
             Ok(())
         }
@@ -573,7 +614,7 @@ fn audit_verify(
     genesis_path: &std::path::Path,
     data_dir: &std::path::Path,
     json: bool,
-    scratch_dir: Option<&std::path::Path>,
+    options: &branchledger_audit::AuditOptions<'_>,
 ) -> Result<()> {
     let genesis = read_genesis(genesis_path)?;
     let store = open_store(data_dir)?;
@@ -593,7 +634,7 @@ fn audit_verify(
         .progress_chars("=> "),
     );
     let result =
-        branchledger_audit::verify_store_in(&genesis, &store, scratch_dir, |height, records| {
+        branchledger_audit::verify_store_with(&genesis, &store, options, |height, records| {
             bar.set_position(height);
             bar.set_message(format!(
                 "{records} records, {:.0} records/s",
@@ -605,16 +646,30 @@ fn audit_verify(
         Ok(report) => {
             if json {
                 println!("{}", serde_json::json!({ "ok": true, "report": report }));
-            } else {
-                println!(
-                    "audit passed: chain {}, {} blocks, {} records, {} state entries compared, state digest {} ({:.0} records/s)",
+                return Ok(());
+            }
+            match &report.tip_block_id {
+                Some(tip_block_id) => println!(
+                    "audit passed: chain {}, tip height {} block {}, {} blocks, {} records, {} state entries and {} chain entries compared, state digest {} ({:.0} records/s)",
                     report.chain_id,
+                    report.tip_height,
+                    tip_block_id,
                     report.blocks,
                     report.records,
                     report.state_entries,
+                    report.chain_entries,
                     report.state_digest,
                     report.records as f64 * 1000.0 / (report.elapsed_ms.max(1) as f64)
-                );
+                ),
+                None => println!(
+                    "audit passed: chain {} is EMPTY (no block, tip height 0; allowed by --allow-empty), {} chain entries checked",
+                    report.chain_id, report.chain_entries
+                ),
+            }
+            match &options.expect_tip {
+                Some(tip) => println!("the tip is the expected tip {tip}"),
+                None if report.tip_block_id.is_some() => println!("{}", prefix_only("tip")),
+                None => {}
             }
             Ok(())
         }

@@ -1,0 +1,306 @@
+//! Every entry of the chain tables must be one the verified chain accounts for.
+//!
+//! The replay reads the chain by height, from 1 to the stored tip, so on its own it never
+//! looks at what lies elsewhere in the chain tables: a header, certificate, record list or
+//! record above the tip (which `committed_block` would return as readily as a verified one),
+//! a block-id entry that points at no verified header, a key of the wrong shape, an unknown
+//! key in the meta table. Any of these is a forgery or damage, and the audit refuses it,
+//! naming the table, the key and the rule.
+//!
+//! What the verified chain of tip `T` accounts for, table by table:
+//!
+//! - `headers`, `commits`, `block_records`: the keys `height (u64 BE)` for heights `1..=T`.
+//! - `block_ids`: for each height `h` in `1..=T`, the key of the id of the verified header at
+//!   `h`, with the value `h (u64 BE)`.
+//! - `records`: the keys `height (u64 BE) ‖ index (u32 BE)` with the height in `1..=T` and
+//!   the index below the record count of the verified header there.
+//! - `meta`: `schema_version` (holding this build's schema version) and `tip` (present
+//!   exactly when `T ≥ 1`; the tip itself was checked against the header at its height).
+//!
+//! The values under accounted keys are the verified chain's: the replay read and checked each
+//! of them. Each table is walked once, in key order, alongside the replay.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use branchledger_storage::tables::{META_SCHEMA_VERSION, META_TIP};
+use branchledger_storage::{ChainReader, ChainTable, Column, StorageError, Tip, SCHEMA_VERSION};
+use branchledger_types::Height;
+
+use crate::{fail, AuditFailure};
+
+/// The order the chain tables are walked in: the tables keyed by height first, so an extra
+/// block is named by its header.
+const WALK: [ChainTable; 6] = [
+    ChainTable::Headers,
+    ChainTable::Commits,
+    ChainTable::BlockRecords,
+    ChainTable::Records,
+    ChainTable::BlockIds,
+    ChainTable::Meta,
+];
+
+/// Bytes of a height key.
+const HEIGHT_KEY_BYTES: usize = 8;
+/// Bytes of a record key: height and index.
+const RECORD_KEY_BYTES: usize = 12;
+/// Bytes of a block id.
+const BLOCK_ID_BYTES: usize = 32;
+
+/// An entry the verified chain does not account for: the failure names the table, the key
+/// and the rule. It is placed at the height the entry claims if that is above the tip, at the
+/// tip otherwise (as a state entry written by no block is).
+fn unaccounted(
+    table: ChainTable,
+    key: &[u8],
+    tip: Height,
+    claimed: Option<Height>,
+    why: impl AsRef<str>,
+) -> AuditFailure {
+    let height = claimed.filter(|h| *h > tip).unwrap_or(tip);
+    fail(
+        height,
+        None,
+        format!(
+            "table {} key {}: {}; no entry of the verified chain (tip {tip}) accounts for it",
+            table.name(),
+            key_text(table, key),
+            why.as_ref()
+        ),
+    )
+}
+
+/// A key as the failure shows it: text for the meta table's named keys, hex otherwise.
+fn key_text(table: ChainTable, key: &[u8]) -> String {
+    if table == ChainTable::Meta {
+        format!("\"{}\"", branchledger_state::read::display_key(key))
+    } else {
+        key.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+fn read_failure(table: ChainTable, tip: Height, error: &StorageError) -> AuditFailure {
+    fail(
+        tip,
+        None,
+        format!("stored data: walking table {}: {error}", table.name()),
+    )
+}
+
+/// The big-endian height in `bytes` (a key or a value: `what`), or why it is none.
+fn height_of(bytes: &[u8], what: &str) -> Result<Height, String> {
+    let height: [u8; HEIGHT_KEY_BYTES] = bytes.try_into().map_err(|_| {
+        format!(
+            "a {what} of {} bytes is not a height (u64 BE, {HEIGHT_KEY_BYTES} bytes)",
+            bytes.len()
+        )
+    })?;
+    Ok(u64::from_be_bytes(height))
+}
+
+/// Why `height` is not one of the verified chain's, if it is not: "height H, …".
+fn outside(height: Height, tip: Height) -> Option<String> {
+    if height == 0 {
+        Some("height 0, which holds no block (the first block is at height 1)".to_owned())
+    } else if height > tip {
+        Some(format!("height {height}, above the verified tip"))
+    } else {
+        None
+    }
+}
+
+/// What one entry of a table is, in words.
+fn entry_name(table: ChainTable) -> &'static str {
+    match table {
+        ChainTable::Headers => "a header",
+        ChainTable::Commits => "a commit certificate",
+        ChainTable::BlockRecords => "a block's record list",
+        ChainTable::Records => "a record",
+        ChainTable::BlockIds => "a block id",
+        ChainTable::Meta => "a store-wide fact",
+    }
+}
+
+/// Checks that every entry of the chain tables of `store` is accounted for by the chain of
+/// tip `tip`, verified (or being verified) by the replay; returns the entries checked. Stops
+/// early, with what it has, once `cancel` is set.
+pub(crate) fn account(
+    store: &(impl ChainReader + ?Sized),
+    tip: Option<&Tip>,
+    cancel: &AtomicBool,
+) -> Result<u64, AuditFailure> {
+    let tip_height = tip.map_or(0, |t| t.height);
+    let mut entries = 0u64;
+    for table in WALK {
+        let mut failure: Option<AuditFailure> = None;
+        // The record count of the last height whose records were met (records: in key order,
+        // one header read per block).
+        let mut counted: Option<(Height, u64)> = None;
+        let mut check = |key: &[u8], value: &[u8]| -> Result<(), AuditFailure> {
+            match table {
+                ChainTable::Headers | ChainTable::Commits | ChainTable::BlockRecords => {
+                    let height = height_of(key, "key")
+                        .map_err(|why| unaccounted(table, key, tip_height, None, why))?;
+                    if let Some(why) = outside(height, tip_height) {
+                        let why = format!("{} at {why}", entry_name(table));
+                        return Err(unaccounted(table, key, tip_height, Some(height), why));
+                    }
+                }
+                ChainTable::Records => {
+                    if key.len() != RECORD_KEY_BYTES {
+                        return Err(unaccounted(
+                            table,
+                            key,
+                            tip_height,
+                            None,
+                            format!(
+                                "a key of {} bytes is not a record's place (height u64 BE, \
+                                 index u32 BE: {RECORD_KEY_BYTES} bytes)",
+                                key.len()
+                            ),
+                        ));
+                    }
+                    let (height, index) = key.split_at(HEIGHT_KEY_BYTES);
+                    let height = height_of(height, "key")
+                        .map_err(|why| unaccounted(table, key, tip_height, None, why))?;
+                    let index = index.iter().fold(0u64, |n, b| n << 8 | u64::from(*b));
+                    if let Some(why) = outside(height, tip_height) {
+                        let why = format!("{} at {why}", entry_name(table));
+                        return Err(unaccounted(table, key, tip_height, Some(height), why));
+                    }
+                    let count = match counted {
+                        Some((h, count)) if h == height => count,
+                        _ => {
+                            let header = store
+                                .header(height)
+                                .map_err(|e| read_failure(table, tip_height, &e))?
+                                .ok_or_else(|| {
+                                    unaccounted(
+                                        table,
+                                        key,
+                                        tip_height,
+                                        None,
+                                        format!("no header at height {height}"),
+                                    )
+                                })?;
+                            let count = u64::from(header.record_count);
+                            counted = Some((height, count));
+                            count
+                        }
+                    };
+                    if index >= count {
+                        return Err(unaccounted(
+                            table,
+                            key,
+                            tip_height,
+                            None,
+                            format!(
+                                "index {index} at height {height}, whose verified block holds \
+                                 {count} records"
+                            ),
+                        ));
+                    }
+                }
+                ChainTable::BlockIds => {
+                    if key.len() != BLOCK_ID_BYTES {
+                        return Err(unaccounted(
+                            table,
+                            key,
+                            tip_height,
+                            None,
+                            format!(
+                                "a key of {} bytes is not a block id ({BLOCK_ID_BYTES} bytes)",
+                                key.len()
+                            ),
+                        ));
+                    }
+                    let height = height_of(value, "value")
+                        .map_err(|why| unaccounted(table, key, tip_height, None, why))?;
+                    if let Some(why) = outside(height, tip_height) {
+                        return Err(unaccounted(
+                            table,
+                            key,
+                            tip_height,
+                            Some(height),
+                            format!("it maps to {why}"),
+                        ));
+                    }
+                    let header = store
+                        .header(height)
+                        .map_err(|e| read_failure(table, tip_height, &e))?
+                        .ok_or_else(|| {
+                            unaccounted(
+                                table,
+                                key,
+                                tip_height,
+                                None,
+                                format!("it maps to height {height}, which has no header"),
+                            )
+                        })?;
+                    let id = header.block_id();
+                    if id.0.as_slice() != key {
+                        return Err(unaccounted(
+                            table,
+                            key,
+                            tip_height,
+                            None,
+                            format!(
+                                "it maps to height {height}, whose verified header has id \
+                                 {id}: the entry matches no verified header"
+                            ),
+                        ));
+                    }
+                }
+                ChainTable::Meta => {
+                    if key == META_TIP {
+                        if tip.is_none() {
+                            return Err(unaccounted(
+                                table,
+                                key,
+                                tip_height,
+                                None,
+                                "a tip in a store read as empty",
+                            ));
+                        }
+                    } else if key == META_SCHEMA_VERSION {
+                        let version = branchledger_types::codec::encode(&SCHEMA_VERSION);
+                        if value != version.as_slice() {
+                            return Err(unaccounted(
+                                table,
+                                key,
+                                tip_height,
+                                None,
+                                format!("it is not this build's schema version {SCHEMA_VERSION}"),
+                            ));
+                        }
+                    } else {
+                        return Err(unaccounted(
+                            table,
+                            key,
+                            tip_height,
+                            None,
+                            "an unknown key (the meta table holds only schema_version and tip)",
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        };
+        store
+            .visit_raw(Column::Chain(table), &mut |key, value| {
+                if let Err(found) = check(key, value) {
+                    failure = Some(found);
+                    return false;
+                }
+                entries += 1;
+                !entries.is_multiple_of(4_096) || !cancel.load(Ordering::Relaxed)
+            })
+            .map_err(|e| read_failure(table, tip_height, &e))?;
+        if let Some(failure) = failure {
+            return Err(failure);
+        }
+        if cancel.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    Ok(entries)
+}
