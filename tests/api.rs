@@ -87,6 +87,7 @@ fn record_request(body: pb::RecordBody) -> pb::SubmitRecordRequest {
     pb::SubmitRecordRequest {
         body: Some(body),
         nonce: 0,
+        created_at_ms: 0,
         wait: Some(pb::WaitOptions {
             wait_committed: true,
             timeout_ms: 30_000,
@@ -1355,4 +1356,60 @@ fn a_node_whose_reads_need_a_token_but_has_none_does_not_start() {
             && stderr.contains("config.toml"),
         "{stderr}"
     );
+}
+
+/// A SubmitRecord sent again with the same nonce and creation time (a client retrying after a
+/// lost answer) is the same record: answered ALREADY_EXISTS with its id, pending or committed,
+/// and committed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_sent_again_is_the_same_record_and_is_never_added_twice() {
+    let (_cluster, mut clients, _south, _chain_id) = node().await;
+    let created_at_ms = branchd_now_ms() - 1_000;
+    let request = |wait: bool| pb::SubmitRecordRequest {
+        body: Some(member_joined("m-again")),
+        nonce: 42,
+        wait: Some(pb::WaitOptions {
+            wait_committed: wait,
+            timeout_ms: 30_000,
+        }),
+        created_at_ms,
+    };
+    let first = clients
+        .submit
+        .submit_record(request(true))
+        .await
+        .expect("the first copy")
+        .into_inner();
+    assert!(first.committed.is_some(), "{first:?}");
+    let again = clients
+        .submit
+        .submit_record(request(false))
+        .await
+        .expect_err("the same record");
+    assert_eq!(again.code(), Code::AlreadyExists, "{again:?}");
+    assert_eq!(
+        again
+            .metadata()
+            .get("record-id")
+            .and_then(|v| v.to_str().ok()),
+        Some(first.record_id.as_str()),
+        "{again:?}"
+    );
+    // A new nonce is another record, refused by the state rules (the member id is taken).
+    let other = clients
+        .submit
+        .submit_record(pb::SubmitRecordRequest {
+            nonce: 43,
+            ..request(false)
+        })
+        .await
+        .expect_err("another record for the same member");
+    assert_eq!(other.code(), Code::FailedPrecondition, "{other:?}");
+}
+
+fn branchd_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as u64
 }

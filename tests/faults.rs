@@ -122,6 +122,7 @@ async fn validators_killed_at_random_instants_under_load_lose_nothing_acknowledg
                 let request = pb::SubmitRecordRequest {
                     body: Some(study(&format!("m-{i}"), minutes)),
                     nonce: 0,
+                    created_at_ms: 0,
                     wait: Some(pb::WaitOptions {
                         wait_committed: true,
                         timeout_ms: 5_000,

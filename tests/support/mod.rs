@@ -475,6 +475,7 @@ pub async fn submit(
         .submit_record(pb::SubmitRecordRequest {
             body: Some(body),
             nonce: 0,
+            created_at_ms: 0,
             wait: Some(pb::WaitOptions {
                 wait_committed: wait_ms > 0,
                 timeout_ms: wait_ms,

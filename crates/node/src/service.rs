@@ -488,6 +488,13 @@ impl NodeLoop {
                     let _ = reply.send(Err(reason));
                     return Ok(());
                 }
+                if self.waiters.len() >= COMMIT_WAITERS_MAX {
+                    // Clients that stopped waiting (their call timed out) leave their places.
+                    self.waiters.retain(|_, senders| {
+                        senders.retain(|sender| !sender.is_closed());
+                        !senders.is_empty()
+                    });
+                }
                 if self.waiters.len() < COMMIT_WAITERS_MAX {
                     self.waiters.entry(record_id).or_default().push(reply);
                 }
@@ -697,5 +704,72 @@ mod tests {
         assert!(metrics.render().contains("branchd_height 1"));
         let _ = stop.send(());
         task.await.expect("join").expect("clean stop");
+    }
+
+    /// Clients whose commit waits timed out leave their places: a node that saw
+    /// COMMIT_WAITERS_MAX of them still takes the next client's wait, and answers it.
+    #[tokio::test]
+    async fn abandoned_commit_waits_do_not_take_the_places_of_new_ones() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let now_ms = crate::devnet::now_ms();
+        let genesis = Arc::new(genesis(now_ms));
+        let store = Arc::new(RocksStore::open(&dir.path().join("store")).expect("store"));
+        let driver = Driver::new(
+            Ledger::new(genesis, store),
+            Mempool::new(MempoolLimits::default()),
+            SafetyFile::new(dir.path()),
+            Some(Keypair::from_seed([10; 32])),
+            Instant::now(),
+            now_ms,
+        )
+        .expect("driver");
+        let (handle, node) = new(driver, Arc::new(Metrics::new()));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            node.run(None, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        for i in 0..COMMIT_WAITERS_MAX as u64 {
+            // A wait whose client gave up at once.
+            let (reply, answer) = oneshot::channel();
+            drop(answer);
+            let record_id = Hash::of(&i.to_le_bytes());
+            handle
+                .commands
+                .send(Command::WaitCommitted { record_id, reply })
+                .await
+                .expect("running");
+        }
+        let record = Record {
+            chain_id: "service-test".into(),
+            branch_id: BranchId("b0".into()),
+            created_at_ms: now_ms,
+            nonce: 1,
+            body: RecordBody::MemberJoined(MemberJoined {
+                member_id: MemberId("m1".into()),
+                joined_on: Date::from_unix_ms(now_ms),
+                status: MemberStatus::Full,
+                mobile: false,
+                member_key: None,
+            }),
+        }
+        .sign(&Keypair::from_seed([1; 32]));
+        let id = record.id();
+        let waiting = {
+            let handle = handle.clone();
+            tokio::spawn(async move { handle.wait_committed(id).await })
+        };
+        // The wait is queued before the record, so it is registered before the commit.
+        tokio::task::yield_now().await;
+        assert_eq!(handle.submit(vec![record]).await, Some(vec![Ok(id)]));
+        let answer = tokio::time::timeout(Duration::from_secs(30), waiting)
+            .await
+            .expect("answered in time")
+            .expect("task");
+        assert_eq!(answer, Some(Ok(1)));
+        let _ = stop.send(());
+        task.await.expect("task").expect("clean stop");
     }
 }

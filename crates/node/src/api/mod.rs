@@ -10,7 +10,7 @@ mod audit;
 mod ledger;
 mod node;
 mod progress;
-mod submit;
+pub(crate) mod submit;
 #[cfg(test)]
 mod tests;
 

@@ -19,14 +19,22 @@ use crate::mempool::AdmitError;
 /// The `Submit` service.
 pub struct SubmitService(pub Arc<ApiContext>);
 
+/// The metadata key of an `ALREADY_EXISTS` answer that names the record already there (hex),
+/// so a client that sent a record again knows its id.
+pub const RECORD_ID_METADATA: &str = "record-id";
+
 /// The status for a record the node did not take.
 pub fn submit_status(error: &SubmitError) -> Status {
     match error {
         SubmitError::Admit(AdmitError::Full { .. }) => {
             Status::resource_exhausted(error.to_string())
         }
-        SubmitError::Admit(AdmitError::Pending(_) | AdmitError::Committed(..)) => {
-            Status::already_exists(error.to_string())
+        SubmitError::Admit(AdmitError::Pending(id) | AdmitError::Committed(id, _)) => {
+            let mut status = Status::already_exists(error.to_string());
+            if let Ok(value) = id.to_hex().parse() {
+                status.metadata_mut().insert(RECORD_ID_METADATA, value);
+            }
+            status
         }
         SubmitError::Admit(AdmitError::Invalid(..)) => Status::invalid_argument(error.to_string()),
         SubmitError::Admit(AdmitError::Read(e)) => internal(e),
@@ -146,10 +154,15 @@ impl pb::submit_server::Submit for SubmitService {
         } else {
             request.nonce
         };
+        let created_at_ms = if request.created_at_ms == 0 {
+            crate::devnet::now_ms()
+        } else {
+            request.created_at_ms
+        };
         let record = Record {
             chain_id: context.genesis.chain_id.clone(),
             branch_id: branch_id.clone(),
-            created_at_ms: crate::devnet::now_ms(),
+            created_at_ms,
             nonce,
             body,
         };

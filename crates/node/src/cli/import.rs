@@ -147,15 +147,38 @@ pub async fn run(args: &ImportArgs) -> Result<Summary> {
             }
         };
         let mut unavailable = 0;
+        // Chosen once per row: every retry sends the same record (same id), so a request that
+        // got through before its answer was lost is answered ALREADY_EXISTS, never added twice.
+        let nonce = rand::random::<u64>().max(1);
+        let created_at_ms = crate::devnet::now_ms();
         loop {
             let request = pb::SubmitRecordRequest {
                 body: Some(body.clone()),
-                nonce: 0,
+                nonce,
                 wait: None,
+                created_at_ms,
             };
             match submit.submit_record(request).await {
                 Ok(response) => {
                     admitted.insert(response.into_inner().record_id, line);
+                    break;
+                }
+                // Sent again after a lost answer: the first copy got through.
+                Err(status) if status.code() == Code::AlreadyExists && unavailable > 0 => {
+                    match status
+                        .metadata()
+                        .get(crate::api::submit::RECORD_ID_METADATA)
+                        .and_then(|v| v.to_str().ok())
+                    {
+                        Some(id) => {
+                            admitted.insert(id.to_owned(), line);
+                        }
+                        None => summary.rejected.push(reject(format!(
+                            "{:?}: {}",
+                            status.code(),
+                            status.message()
+                        ))),
+                    }
                     break;
                 }
                 // A full mempool is back-pressure: wait for room, lose nothing.
