@@ -18,7 +18,10 @@
 //!   exactly when `T ≥ 1`; the tip itself was checked against the header at its height).
 //!
 //! The values under accounted keys are the verified chain's: the replay read and checked each
-//! of them. Each table is walked once, in key order, alongside the replay.
+//! of them. Each table is walked once, in key order, alongside the replay, but for `records`,
+//! the largest: the replay reads every block's records as the whole range of its height
+//! prefix and refuses any entry there that is not one of the block's, so only what lies
+//! outside those ranges is read here (`visit_records_outside_blocks`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -285,16 +288,20 @@ pub(crate) fn account(
             }
             Ok(())
         };
-        store
-            .visit_raw(Column::Chain(table), &mut |key, value| {
-                if let Err(found) = check(key, value) {
-                    failure = Some(found);
-                    return false;
-                }
-                entries += 1;
-                !entries.is_multiple_of(4_096) || !cancel.load(Ordering::Relaxed)
-            })
-            .map_err(|e| read_failure(table, tip_height, &e))?;
+        let mut visit = |key: &[u8], value: &[u8]| -> bool {
+            if let Err(found) = check(key, value) {
+                failure = Some(found);
+                return false;
+            }
+            entries += 1;
+            !entries.is_multiple_of(4_096) || !cancel.load(Ordering::Relaxed)
+        };
+        if table == ChainTable::Records {
+            visit_records_outside_blocks(store, tip_height, &mut visit)
+        } else {
+            store.visit_raw(Column::Chain(table), &mut visit)
+        }
+        .map_err(|e| read_failure(table, tip_height, &e))?;
         if let Some(failure) = failure {
             return Err(failure);
         }
@@ -303,4 +310,72 @@ pub(crate) fn account(
         }
     }
     Ok(entries)
+}
+
+/// Calls `visit` with every entry of the records table that lies under no height prefix of
+/// the verified chain (`height_key(h)` for `h` in `1..=tip`), until it returns `false`.
+///
+/// The entries under those prefixes are the replay's: it reads each block's records as one
+/// range of its height prefix, one entry more than the header lists, and refuses a block
+/// whose range holds another count of entries or an entry under another key than its place
+/// (`ChainReader::committed_block`). Walking them again here would read the largest table
+/// twice. What lies outside the prefixes, in key order, is:
+///
+/// - before `height_key(1)`: keys of height 0 and short keys (the empty key, or a proper
+///   prefix of `height_key(1)`);
+/// - after every key of height `tip`: keys of a height above the tip, and short keys that
+///   are proper prefixes of `height_key(tip + 1)`;
+/// - between the prefixes of `h - 1` and `h`: the proper prefixes of `height_key(h)` that are
+///   not prefixes of `height_key(h - 1)` (any other key of fewer than 8 bytes would sort
+///   between two consecutive 8-byte keys). They exist only where a carry changes more than
+///   the last byte of the height (`h` a multiple of 256), so at most 7 reads per 256 blocks.
+///
+/// A height key followed by more bytes sorts under its prefix, so every key of 8 bytes or
+/// more is either under a verified prefix or before or after all of them.
+fn visit_records_outside_blocks(
+    store: &(impl ChainReader + ?Sized),
+    tip: Height,
+    visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+) -> Result<(), StorageError> {
+    const RECORDS: Column = Column::Chain(ChainTable::Records);
+    // The first entry: if it sorts before height 1, it is outside every prefix.
+    let first_block = 1u64.to_be_bytes();
+    if let Some((key, value)) = store.scan_raw(RECORDS, &[], None, 1)?.into_iter().next() {
+        if (key.as_slice() < first_block.as_slice() || tip == 0) && !visit(&key, &value) {
+            return Ok(());
+        }
+    }
+    if tip == 0 {
+        return Ok(());
+    }
+    // Between blocks: the short keys a carry lets in, heights 256, 512, … up to the tip.
+    let mut height: Height = 256;
+    while height <= tip {
+        let key = height.to_be_bytes();
+        let before = (height - 1).to_be_bytes();
+        let differs_at = key
+            .iter()
+            .zip(&before)
+            .position(|(a, b)| a != b)
+            .unwrap_or(HEIGHT_KEY_BYTES);
+        for len in differs_at + 1..HEIGHT_KEY_BYTES {
+            if let Some(value) = store.get_raw(RECORDS, &key[..len])? {
+                if !visit(&key[..len], &value) {
+                    return Ok(());
+                }
+            }
+        }
+        height = match height.checked_add(256) {
+            Some(next) => next,
+            None => break,
+        };
+    }
+    // After the tip's records: whatever sorts after the last place a block could hold.
+    let last_place = branchledger_storage::record_key(tip, u32::MAX);
+    for (key, value) in store.scan_raw(RECORDS, &[], Some(&last_place), 1)? {
+        if !visit(&key, &value) {
+            return Ok(());
+        }
+    }
+    Ok(())
 }

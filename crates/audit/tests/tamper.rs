@@ -723,6 +723,63 @@ fn every_entry_of_the_chain_tables_must_be_the_verified_chains() {
     }
 }
 
+/// The records table is read by the replay block by block, as each height's key range; a key
+/// shorter than a height sorts outside every such range: before the first block, after the
+/// last, or (where a carry changes more than the height's last byte) between two blocks, here
+/// between heights 255 and 256 and between 511 and 512. Each is refused by name.
+#[test]
+fn short_record_keys_outside_every_block_are_refused() {
+    const LONG: u64 = 513;
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        ("the empty key, before every block", vec![], "0 bytes"),
+        (
+            "a 7-byte prefix of height 256, between blocks 255 and 256",
+            256u64.to_be_bytes()[..7].to_vec(),
+            "7 bytes",
+        ),
+        (
+            "a 7-byte prefix of height 512, between blocks 511 and 512",
+            512u64.to_be_bytes()[..7].to_vec(),
+            "7 bytes",
+        ),
+        (
+            "a 7-byte prefix of the height after the tip",
+            (LONG + 1).to_be_bytes()[..7].to_vec(),
+            "7 bytes",
+        ),
+    ];
+    let pristine = tempfile::tempdir().expect("temp dir");
+    // Records in a few blocks only: the rest are empty, which the ranges must handle too.
+    let genesis = build_chain_of(pristine.path(), LONG, |height| {
+        if [1, 255, 256, 511, 512, LONG].contains(&height) {
+            records_of(height)
+        } else {
+            Vec::new()
+        }
+    });
+    audit(pristine.path(), &genesis).expect("the untouched chain passes");
+    for (name, key, length) in cases {
+        let dir = tempfile::tempdir().expect("temp dir");
+        copy_dir(pristine.path(), dir.path());
+        tamper(dir.path(), |db| {
+            db.put_cf(cf(db, "records"), &key, [1, 2, 3]).expect("put");
+        });
+        let failure = audit(dir.path(), &genesis).expect_err(name);
+        println!("{name}: {failure}");
+        assert_eq!(failure.height, LONG, "{name}: {failure}");
+        for part in ["table records", &hex(&key), length, "accounts for it"] {
+            assert!(failure.rule.contains(part), "{name}: {part:?} in {failure}");
+        }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+    }
+}
+
 /// The tip deleted from a store that holds blocks: not read as an empty chain that passes,
 /// even when an empty store is allowed; the first header is named.
 #[test]

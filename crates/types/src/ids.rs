@@ -26,12 +26,13 @@ pub fn check_ident(field: &str, text: &str) -> Validation {
             },
         ));
     }
-    let mut chars = text.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    let rest_ok = chars
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '_' || c == '-');
+    // The pattern is ASCII, so bytes say as much as characters: a byte of a multi-byte
+    // character is never one of the allowed ones.
+    let bytes = text.as_bytes();
+    let first_ok = bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit();
+    let rest_ok = bytes[1..]
+        .iter()
+        .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
     if !(first_ok && rest_ok) {
         return Err(ValidationError::new(
             field,

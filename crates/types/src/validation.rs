@@ -185,11 +185,13 @@ pub fn check_text(field: &str, text: &str, max_chars: usize, allow_empty: bool) 
 /// operator's responsibility.
 pub fn check_no_personal_data(field: &str, text: &str) -> Validation {
     let bytes = text.as_bytes();
-    let looks_like = if has_mobile_number(bytes) {
+    // Too few digits for any number, no `@`: most text stops here, in one pass.
+    let digits = bytes.iter().filter(|b| b.is_ascii_digit()).count();
+    let looks_like = if digits >= MOBILE_DIGITS && has_mobile_number(bytes) {
         "a phone number"
-    } else if has_resident_id(bytes) {
+    } else if digits >= RESIDENT_ID_DIGITS - 1 && has_resident_id(bytes) {
         "a resident ID number"
-    } else if has_email_address(bytes) {
+    } else if bytes.contains(&b'@') && has_email_address(bytes) {
         "an e-mail address"
     } else {
         return Ok(());
@@ -233,10 +235,6 @@ fn digit_runs(bytes: &[u8]) -> Vec<(usize, usize, bool)> {
 }
 
 fn has_mobile_number(bytes: &[u8]) -> bool {
-    // Too few digits for any number: most text stops here.
-    if bytes.iter().filter(|b| b.is_ascii_digit()).count() < MOBILE_DIGITS {
-        return false;
-    }
     let runs = digit_runs(bytes);
     // Every sequence of joined runs, from each run on, is a candidate; its digits are
     // gathered until they reach the length of a number or pass it.
@@ -267,8 +265,11 @@ fn has_mobile_number(bytes: &[u8]) -> bool {
     false
 }
 
+/// Characters of a resident ID number: 18 digits, or 17 and a check character `X`.
+const RESIDENT_ID_DIGITS: usize = 18;
+
 fn has_resident_id(bytes: &[u8]) -> bool {
-    const LEN: usize = 18;
+    const LEN: usize = RESIDENT_ID_DIGITS;
     digit_runs(bytes).iter().any(|&(start, end, _)| {
         let run = end - start;
         run == LEN || (run == LEN - 1 && matches!(bytes.get(end), Some(b'X' | b'x')))
