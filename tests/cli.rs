@@ -188,6 +188,26 @@ fn submit_import_and_query_through_the_command_line() {
     assert_eq!(rejected[2].0, 7);
     assert!(rejected[2].1.contains("party"), "{rejected:?}");
 
+    // The same file again: the journal beside it sends the same records, which the node
+    // knows; nothing is added twice (the study totals below count the session once).
+    assert!(cluster.dir.path().join("records.csv.journal").exists());
+    let again = run(
+        &["import", csv.to_str().expect("utf-8"), "--json"],
+        &api,
+        Some(TOKEN),
+    );
+    assert_eq!(again.status.code(), Some(1), "{}", stderr(&again));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&again)).expect("json");
+    assert_eq!(summary["rows"], 6, "{summary}");
+    assert_eq!(summary["accepted"], 3, "{summary}");
+    assert_eq!(summary["already"], 3, "{summary}");
+    assert_eq!(summary["committed"], 3, "{summary}");
+    assert_eq!(
+        summary["rejected"].as_array().map(Vec::len),
+        Some(3),
+        "{summary}"
+    );
+
     // Queries, as JSON and as tables.
     let board = run(
         &["query", "leaderboard", "--from", "2026-02", "--json"],
