@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 
 use super::{
     blocking, internal, invalid, next_token, page_size, page_token, stopping, ApiContext,
-    BLOCK_STREAMS_MAX,
+    BLOCK_STREAMS_MAX, BLOCK_STREAM_SEND_TIMEOUT,
 };
 use crate::mempool::RecordStatus;
 
@@ -26,6 +26,11 @@ const STREAM_QUEUE: usize = 64;
 pub struct LedgerService {
     context: Arc<ApiContext>,
     streams: Arc<Semaphore>,
+    /// How long a block event may wait for the client to take it
+    /// ([`BLOCK_STREAM_SEND_TIMEOUT`]).
+    send_timeout: std::time::Duration,
+    /// Events a stream's queue holds ([`STREAM_QUEUE`]; smaller in tests).
+    queue: usize,
 }
 
 impl LedgerService {
@@ -34,6 +39,23 @@ impl LedgerService {
         LedgerService {
             context,
             streams: Arc::new(Semaphore::new(BLOCK_STREAMS_MAX)),
+            send_timeout: BLOCK_STREAM_SEND_TIMEOUT,
+            queue: STREAM_QUEUE,
+        }
+    }
+
+    /// The service with block-stream queues of `queue` events and a send deadline of
+    /// `send_timeout`.
+    #[cfg(test)]
+    pub(super) fn with_streams(
+        context: Arc<ApiContext>,
+        queue: usize,
+        send_timeout: std::time::Duration,
+    ) -> LedgerService {
+        LedgerService {
+            send_timeout,
+            queue,
+            ..LedgerService::new(context)
         }
     }
 
@@ -359,9 +381,14 @@ impl pb::ledger_server::Ledger for LedgerService {
         let mut committed = self.context.handle.subscribe();
         let store = self.context.store.clone();
         let tip = store.tip().map_err(internal)?.map_or(0, |t| t.height);
-        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        // One place more than the events take, held for the status that ends a stream whose
+        // client stopped reading: it can always be queued, even behind a full queue.
+        let (tx, rx) = mpsc::channel(self.queue + 1);
+        let last = tx.clone().reserve_owned().await.map_err(internal)?;
+        let send_timeout = self.send_timeout;
         // The task holds the slot until it ends: when the node stops, when the store fails,
-        // or when the client goes away (seen on a send, or while waiting for a commit).
+        // when the client goes away (seen on a send, or while waiting for a commit), or when
+        // it takes no event for `send_timeout`.
         tokio::spawn(async move {
             let _permit = permit;
             let mut next = if from == 0 { tip + 1 } else { from };
@@ -370,7 +397,7 @@ impl pb::ledger_server::Ledger for LedgerService {
                 let tip = match store.tip() {
                     Ok(tip) => tip.map_or(0, |t| t.height),
                     Err(e) => {
-                        let _ = tx.send(Err(internal(e))).await;
+                        last.send(Err(internal(e)));
                         return;
                     }
                 };
@@ -382,8 +409,18 @@ impl pb::ledger_server::Ledger for LedgerService {
                             .await
                             .unwrap_or_else(|e| Err(internal(e)))
                     };
-                    if tx.send(event).await.is_err() {
-                        return;
+                    match tokio::time::timeout(send_timeout, tx.send(event)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return,
+                        Err(_) => {
+                            last.send(Err(Status::deadline_exceeded(format!(
+                                "block stream stopped at height {next}: the client took no \
+                                 block for {} s; stream again from that height and read the \
+                                 blocks as they arrive (the slot is given back to other clients)",
+                                send_timeout.as_secs_f64()
+                            ))));
+                            return;
+                        }
                     }
                     next += 1;
                 }

@@ -153,6 +153,10 @@ pub const PAGE_SIZE_MAX: usize = 1_000;
 pub const SPAN_MONTHS_MAX: usize = 36;
 /// Block streams open at once; more are refused with RESOURCE_EXHAUSTED.
 pub const BLOCK_STREAMS_MAX: usize = 64;
+/// Longest a block stream waits for its client to take an event (its queue full). A client
+/// that stays connected but reads nothing for this long loses the stream with
+/// DEADLINE_EXCEEDED, so it cannot hold one of the [`BLOCK_STREAMS_MAX`] slots for ever.
+pub const BLOCK_STREAM_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Exports running at once; more are refused with RESOURCE_EXHAUSTED.
 pub const EXPORTS_MAX: usize = 2;
 /// Size of the pieces an export is streamed in.

@@ -228,6 +228,46 @@ async fn block_streams_of_clients_gone_while_idle_give_their_slots_back() {
     node.stop().await;
 }
 
+/// A client that keeps its block stream open but reads nothing: once its queue is full and
+/// it takes no block within the send deadline, the stream ends with DEADLINE_EXCEEDED naming
+/// the height to stream again from, and the slot is free for others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_stream_nobody_reads_gives_its_slot_back_and_says_why_it_ended() {
+    const QUEUE: usize = 2;
+    let node = TestNode::start().await;
+    let ledger =
+        LedgerService::with_streams(node.context.clone(), QUEUE, Duration::from_millis(300));
+    let mut stream = ledger
+        .stream_blocks(stream_request(1))
+        .await
+        .expect("a slot")
+        .into_inner();
+    assert_eq!(ledger.streams_free(), BLOCK_STREAMS_MAX - 1);
+    // More blocks than the queue holds, none read.
+    for i in 0..QUEUE + 2 {
+        node.commit_member(&format!("m{i}"), i as u64 + 1).await;
+    }
+    wait_until("the unread stream's slot free again", || {
+        ledger.streams_free() == BLOCK_STREAMS_MAX
+    })
+    .await;
+    // The client reads at last: the queued blocks in order, then why the stream ended.
+    let mut heights = Vec::new();
+    let ended = loop {
+        match within("the next event", stream.next()).await {
+            Some(Ok(event)) => heights.push(event.header.expect("header").height),
+            Some(Err(status)) => break status,
+            None => panic!("the stream ended without saying why after {heights:?}"),
+        }
+    };
+    assert_eq!(heights, (1..=QUEUE as u64).collect::<Vec<_>>());
+    assert_eq!(ended.code(), Code::DeadlineExceeded, "{ended:?}");
+    let resume = format!("height {}", QUEUE + 1);
+    assert!(ended.message().contains(&resume), "{resume:?} in {ended:?}");
+    assert!(within("the end", stream.next()).await.is_none());
+    node.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_nobody_reads_gives_its_slot_back_and_says_why_it_ended() {
     let node = TestNode::start().await;
