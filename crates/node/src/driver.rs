@@ -166,7 +166,7 @@ impl Driver {
     pub fn new(
         ledger: Ledger,
         mempool: Mempool,
-        safety: SafetyFile,
+        mut safety: SafetyFile,
         consensus_key: Option<Keypair>,
         now: Instant,
         now_ms: u64,
