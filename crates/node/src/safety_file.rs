@@ -134,9 +134,12 @@ impl SafetyFile {
     pub fn store(&mut self, state: &SafetyState) -> Result<(), SafetyFileError> {
         let body = branchledger_types::encode(state);
         if body.len() > SAFETY_FILE_BYTES_MAX {
-            return Err(self.corrupt(format!(
-                "a state of {} bytes, over the {SAFETY_FILE_BYTES_MAX} bytes a slot holds",
-                body.len()
+            return Err(self.io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "a state of {} bytes, over the {SAFETY_FILE_BYTES_MAX} bytes a slot holds",
+                    body.len()
+                ),
             )));
         }
         match &mut self.slots {
