@@ -701,6 +701,7 @@ async fn bad_requests_get_precise_errors_and_leave_the_node_healthy_and_the_chai
                     x.get_block(pb::GetBlockRequest {
                         at: Some(pb::get_block_request::At::Height(999_999)),
                         include_records: false,
+                        records_from: 0,
                     })
                     .await
                 }
@@ -967,10 +968,16 @@ async fn every_query_answers_from_the_committed_state() {
         .get_block(pb::GetBlockRequest {
             at: Some(pb::get_block_request::At::Height(committed.height)),
             include_records: true,
+            records_from: 0,
         })
         .await
         .expect("block")
         .into_inner();
+    assert_eq!(block.next_records_from, 0, "a small block in one answer");
+    assert_eq!(
+        block.records.len() as u32,
+        block.header.as_ref().expect("header").record_count
+    );
     assert_eq!(block.header.expect("header").block_id, committed.block_id);
     assert!(block.records.iter().any(|r| r.id == sessions[2].record_id));
     let history = ledger

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 
 use super::{
     blocking, internal, invalid, next_token, page_size, page_token, stopping, ApiContext,
-    BLOCK_STREAMS_MAX, BLOCK_STREAM_SEND_TIMEOUT,
+    BLOCK_STREAMS_MAX, BLOCK_STREAM_SEND_TIMEOUT, GET_BLOCK_RECORDS_BYTES_MAX,
 };
 use crate::mempool::RecordStatus;
 
@@ -151,7 +151,7 @@ pub(super) enum BlockAt {
 pub(super) fn block_answer<R: ChainReader + ?Sized>(
     store: &R,
     at: BlockAt,
-    include_records: bool,
+    records: Option<RecordsPage>,
 ) -> Result<pb::GetBlockResponse, Status> {
     let tip = store.tip().map_err(internal)?.map_or(0, |t| t.height);
     let height = match at {
@@ -177,23 +177,63 @@ pub(super) fn block_answer<R: ChainReader + ?Sized>(
         .commit(height)
         .map_err(internal)?
         .ok_or_else(not_found)?;
-    let records = if include_records {
-        store
-            .block(height)
-            .map_err(internal)?
-            .ok_or_else(not_found)?
-            .records
-            .iter()
-            .map(pb::SignedRecord::from)
-            .collect()
-    } else {
-        Vec::new()
+    let (records, records_from, next_records_from) = match records {
+        Some(page) => block_records_page(store, &header, page)?,
+        None => (Vec::new(), 0, 0),
     };
     Ok(pb::GetBlockResponse {
         header: Some(pb::BlockHeader::from(&header)),
         commit: Some(pb::CommitCertificate::from(&commit)),
         records,
+        records_from,
+        next_records_from,
     })
+}
+
+/// Which of a block's records a `GetBlock` answer carries.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RecordsPage {
+    /// The index of the first.
+    pub from: u32,
+    /// Most bytes of encoded records ([`GET_BLOCK_RECORDS_BYTES_MAX`]; smaller in tests).
+    pub bytes_max: usize,
+}
+
+/// The records of the block of `header` from `page.from` on, as many as fit in
+/// `page.bytes_max` (at least one), with the index of the first and the index to ask from
+/// next (0 when none are left).
+fn block_records_page<R: ChainReader + ?Sized>(
+    store: &R,
+    header: &BlockHeader,
+    page: RecordsPage,
+) -> Result<(Vec<pb::SignedRecord>, u32, u32), Status> {
+    let (height, count) = (header.height, header.record_count);
+    if page.from > count {
+        return Err(Status::out_of_range(format!(
+            "records_from {}: block {height} holds {count} records",
+            page.from
+        )));
+    }
+    let mut records = Vec::new();
+    let mut bytes = 0usize;
+    let mut index = page.from;
+    while index < count {
+        let stored = store
+            .record_at(height, index)
+            .map_err(internal)?
+            .ok_or_else(|| internal(format!("record {index} of block {height} is not stored")))?;
+        let record = pb::SignedRecord::from(&stored.record);
+        // The record's bytes in the answer: its own and its field's tag and length.
+        let size = prost::Message::encoded_len(&record) + 1 + 5;
+        if !records.is_empty() && bytes + size > page.bytes_max {
+            break;
+        }
+        bytes += size;
+        records.push(record);
+        index += 1;
+    }
+    let next = if index < count { index } else { 0 };
+    Ok((records, page.from, next))
 }
 
 /// The `GetRecord` answer for a committed record (where it is, and its corrected view), or
@@ -248,8 +288,11 @@ impl pb::ledger_server::Ledger for LedgerService {
             }
         };
         let store = self.context.store.clone();
-        let include_records = request.include_records;
-        blocking(move || block_answer(store.as_ref(), at, include_records).map(Response::new)).await
+        let records = request.include_records.then_some(RecordsPage {
+            from: request.records_from,
+            bytes_max: GET_BLOCK_RECORDS_BYTES_MAX,
+        });
+        blocking(move || block_answer(store.as_ref(), at, records).map(Response::new)).await
     }
 
     async fn get_record(

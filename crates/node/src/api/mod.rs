@@ -151,6 +151,10 @@ pub const PAGE_SIZE_DEFAULT: usize = 100;
 pub const PAGE_SIZE_MAX: usize = 1_000;
 /// Longest span of months a progress query may cover.
 pub const SPAN_MONTHS_MAX: usize = 36;
+/// Most bytes of records one `GetBlock` answer carries (well under [`API_MESSAGE_BYTES_MAX`],
+/// and above what a block of the default 4 MiB encodes to): a larger block is read in pages
+/// (`records_from`, `next_records_from`).
+pub const GET_BLOCK_RECORDS_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Block streams open at once; more are refused with RESOURCE_EXHAUSTED.
 pub const BLOCK_STREAMS_MAX: usize = 64;
 /// Longest a block stream waits for its client to take an event (its queue full). A client

@@ -17,13 +17,15 @@ use branchledger_types::genesis::{
     peer_id_of, Branch, ConsensusParams, Rules, StudyRule, Validator,
 };
 use branchledger_types::record::{MemberJoined, MemberStatus};
-use branchledger_types::{BranchId, Date, Genesis, Height, MemberId, Record, RecordBody};
+use branchledger_types::{
+    BranchId, Date, Genesis, Height, MemberId, Record, RecordBody, SignedRecord,
+};
 use tokio::sync::oneshot;
 use tokio_stream::StreamExt;
 use tonic::{Code, Request};
 
 use super::audit::AuditService;
-use super::ledger::{block_answer, BlockAt, LedgerService};
+use super::ledger::{block_answer, BlockAt, LedgerService, RecordsPage};
 use super::{Access, ApiContext, BLOCK_STREAMS_MAX, EXPORTS_MAX};
 use crate::driver::{Driver, DriverError};
 use crate::ledger::Ledger as ChainLedger;
@@ -144,7 +146,37 @@ impl TestNode {
 
     /// Commits one block holding the joining of `member`; returns its height.
     async fn commit_member(&self, member: &str, nonce: u64) -> Height {
-        let record = Record {
+        self.commit_members(&[member], nonce).await
+    }
+
+    /// Submits the joinings of `members` at once (nonces from `nonce` on), so they go into
+    /// one block; returns its height.
+    async fn commit_members(&self, members: &[&str], nonce: u64) -> Height {
+        let records: Vec<SignedRecord> = members
+            .iter()
+            .zip(nonce..)
+            .map(|(member, nonce)| Self::joining(member, nonce))
+            .collect();
+        let handle = &self.context.handle;
+        let results = handle.submit(records.clone()).await.expect("running");
+        let ids: Vec<Hash> = records.iter().map(SignedRecord::id).collect();
+        assert_eq!(results, ids.iter().map(|id| Ok(*id)).collect::<Vec<_>>());
+        let mut heights = Vec::new();
+        for id in ids {
+            heights.push(
+                within("the commit", handle.wait_committed(id))
+                    .await
+                    .expect("running")
+                    .expect("committed"),
+            );
+        }
+        heights.dedup();
+        assert_eq!(heights.len(), 1, "one block: {heights:?}");
+        heights[0]
+    }
+
+    fn joining(member: &str, nonce: u64) -> SignedRecord {
+        Record {
             chain_id: CHAIN_ID.into(),
             branch_id: BranchId("b0".into()),
             created_at_ms: crate::devnet::now_ms(),
@@ -157,14 +189,7 @@ impl TestNode {
                 member_key: None,
             }),
         }
-        .sign(&branch_key());
-        let handle = &self.context.handle;
-        let results = handle.submit(vec![record.clone()]).await.expect("running");
-        assert_eq!(results, vec![Ok(record.id())]);
-        within("the commit", handle.wait_committed(record.id()))
-            .await
-            .expect("running")
-            .expect("committed")
+        .sign(&branch_key())
     }
 
     async fn stop(mut self) {
@@ -359,22 +384,81 @@ async fn get_block_serves_nothing_above_the_tip() {
             state_digest: first.state_digest,
         },
     };
-    let answer = block_answer(&rewound, BlockAt::Height(1), true).expect("block 1");
+    let all = Some(RecordsPage {
+        from: 0,
+        bytes_max: usize::MAX,
+    });
+    let answer = block_answer(&rewound, BlockAt::Height(1), all).expect("block 1");
     assert_eq!(answer.header.expect("header").height, 1);
     for at in [BlockAt::Height(2), BlockAt::Id(second.block_id())] {
-        for include_records in [false, true] {
-            let status = block_answer(&rewound, at, include_records)
+        for records in [None, all] {
+            let status = block_answer(&rewound, at, records)
                 .err()
                 .unwrap_or_else(|| panic!("{at:?} is above the tip"));
             assert_eq!(status.code(), Code::NotFound, "{at:?}: {status:?}");
         }
     }
     // The store itself: block 2 is its tip, 3 does not exist.
-    assert!(block_answer(store, BlockAt::Height(2), false).is_ok());
-    let status = block_answer(store, BlockAt::Height(3), false).expect_err("no block 3");
+    assert!(block_answer(store, BlockAt::Height(2), None).is_ok());
+    let status = block_answer(store, BlockAt::Height(3), None).expect_err("no block 3");
     assert_eq!(status.code(), Code::NotFound);
-    let status = block_answer(store, BlockAt::Id(Hash::ZERO), false).expect_err("no such id");
+    let status = block_answer(store, BlockAt::Id(Hash::ZERO), None).expect_err("no such id");
     assert_eq!(status.code(), Code::NotFound);
+    node.stop().await;
+}
+
+/// A block's records read in pages: each answer holds what fits in the byte bound (at least
+/// one record), names its first index and where to go on, and the pages put together are
+/// the block's records in order; an index past the block's records is OUT_OF_RANGE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_block_pages_the_records_of_a_large_block() {
+    let node = TestNode::start().await;
+    let members = ["m1", "m2", "m3", "m4", "m5"];
+    let height = node.commit_members(&members, 1).await;
+    let store = node.context.store.as_ref();
+    let block = store.block(height).expect("read").expect("the block");
+    assert_eq!(
+        block.records.len(),
+        members.len(),
+        "one block of five records"
+    );
+    let expected: Vec<String> = block.records.iter().map(|r| r.id().to_hex()).collect();
+    let page = |from: u32, bytes_max: usize| {
+        block_answer(
+            store,
+            BlockAt::Height(height),
+            Some(RecordsPage { from, bytes_max }),
+        )
+    };
+    let whole = page(0, usize::MAX).expect("the whole block");
+    assert_eq!(whole.next_records_from, 0);
+    let one = prost::Message::encoded_len(&whole.records[0]);
+    // Room for two records a page: pages of 2, 2 and 1.
+    let mut pages = Vec::new();
+    let mut from = 0;
+    loop {
+        let answer = page(from, 2 * (one + 6) + 6).expect("a page");
+        assert_eq!(answer.records_from, from);
+        pages.push(
+            answer
+                .records
+                .iter()
+                .map(|r| r.id.clone())
+                .collect::<Vec<_>>(),
+        );
+        if answer.next_records_from == 0 {
+            break;
+        }
+        from = answer.next_records_from;
+    }
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
+    assert_eq!(pages.concat(), expected);
+    // A bound smaller than one record still answers one: every page moves on.
+    let tiny = page(4, 1).expect("the last record");
+    assert_eq!((tiny.records.len(), tiny.next_records_from), (1, 0));
+    let status = page(6, usize::MAX).expect_err("past the records");
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(status.message().contains("holds 5 records"), "{status:?}");
     node.stop().await;
 }
 

@@ -161,6 +161,7 @@ pub fn sync(args: &SyncArgs) -> Result<()> {
                     .get_block(pb::GetBlockRequest {
                         at: Some(pb::get_block_request::At::Height(height)),
                         include_records: false,
+                        records_from: 0,
                     })
                     .await
                     .map_err(crate::cli::status_error)?

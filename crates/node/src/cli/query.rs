@@ -575,15 +575,30 @@ pub async fn run(args: &ApiArgs, query: &Query, json_out: bool) -> Result<()> {
             }
         }
         Query::Block { height, records } => {
-            let answer = api
-                .ledger()
+            let mut ledger = api.ledger();
+            let mut answer = ledger
                 .get_block(pb::GetBlockRequest {
                     at: Some(pb::get_block_request::At::Height(*height)),
                     include_records: *records,
+                    records_from: 0,
                 })
                 .await
                 .map_err(status_error)?
                 .into_inner();
+            // A large block's records come in pages.
+            while answer.next_records_from != 0 {
+                let page = ledger
+                    .get_block(pb::GetBlockRequest {
+                        at: Some(pb::get_block_request::At::Height(*height)),
+                        include_records: true,
+                        records_from: answer.next_records_from,
+                    })
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                answer.records.extend(page.records);
+                answer.next_records_from = page.next_records_from;
+            }
             let header = answer.header.clone().unwrap_or_default();
             let commit = answer.commit.clone().unwrap_or_default();
             if json_out {
