@@ -135,25 +135,25 @@ pub(crate) fn account(
     let mut entries = 0u64;
     for table in WALK {
         let mut failure: Option<AuditFailure> = None;
-        // The record count of the last height whose records were met (records: in key order,
-        // one header read per block).
-        let mut counted: Option<(Height, u64)> = None;
-        let mut check = |key: &[u8], value: &[u8]| -> Result<(), AuditFailure> {
+        let check = |key: &[u8], value: &[u8]| -> Result<(), AuditFailure> {
+            let refuse = |claimed: Option<Height>, why: String| {
+                unaccounted(table, key, tip_height, claimed, why)
+            };
             match table {
                 ChainTable::Headers | ChainTable::Commits | ChainTable::BlockRecords => {
-                    let height = height_of(key, "key")
-                        .map_err(|why| unaccounted(table, key, tip_height, None, why))?;
+                    let height = height_of(key, "key").map_err(|why| refuse(None, why))?;
                     if let Some(why) = outside(height, tip_height) {
-                        let why = format!("{} at {why}", entry_name(table));
-                        return Err(unaccounted(table, key, tip_height, Some(height), why));
+                        return Err(refuse(
+                            Some(height),
+                            format!("{} at {why}", entry_name(table)),
+                        ));
                     }
                 }
+                // Only entries outside every verified block's key range come here
+                // (`visit_records_outside_blocks`): each is refused, with why.
                 ChainTable::Records => {
                     if key.len() != RECORD_KEY_BYTES {
-                        return Err(unaccounted(
-                            table,
-                            key,
-                            tip_height,
+                        return Err(refuse(
                             None,
                             format!(
                                 "a key of {} bytes is not a record's place (height u64 BE, \
@@ -162,53 +162,17 @@ pub(crate) fn account(
                             ),
                         ));
                     }
-                    let (height, index) = key.split_at(HEIGHT_KEY_BYTES);
-                    let height = height_of(height, "key")
-                        .map_err(|why| unaccounted(table, key, tip_height, None, why))?;
-                    let index = index.iter().fold(0u64, |n, b| n << 8 | u64::from(*b));
-                    if let Some(why) = outside(height, tip_height) {
-                        let why = format!("{} at {why}", entry_name(table));
-                        return Err(unaccounted(table, key, tip_height, Some(height), why));
-                    }
-                    let count = match counted {
-                        Some((h, count)) if h == height => count,
-                        _ => {
-                            let header = store
-                                .header(height)
-                                .map_err(|e| read_failure(table, tip_height, &e))?
-                                .ok_or_else(|| {
-                                    unaccounted(
-                                        table,
-                                        key,
-                                        tip_height,
-                                        None,
-                                        format!("no header at height {height}"),
-                                    )
-                                })?;
-                            let count = u64::from(header.record_count);
-                            counted = Some((height, count));
-                            count
-                        }
+                    let height = height_of(&key[..HEIGHT_KEY_BYTES], "key")
+                        .map_err(|why| refuse(None, why))?;
+                    let why = match outside(height, tip_height) {
+                        Some(why) => format!("{} at {why}", entry_name(table)),
+                        None => format!("a record at height {height}, outside its block's records"),
                     };
-                    if index >= count {
-                        return Err(unaccounted(
-                            table,
-                            key,
-                            tip_height,
-                            None,
-                            format!(
-                                "index {index} at height {height}, whose verified block holds \
-                                 {count} records"
-                            ),
-                        ));
-                    }
+                    return Err(refuse(Some(height), why));
                 }
                 ChainTable::BlockIds => {
                     if key.len() != BLOCK_ID_BYTES {
-                        return Err(unaccounted(
-                            table,
-                            key,
-                            tip_height,
+                        return Err(refuse(
                             None,
                             format!(
                                 "a key of {} bytes is not a block id ({BLOCK_ID_BYTES} bytes)",
@@ -216,35 +180,22 @@ pub(crate) fn account(
                             ),
                         ));
                     }
-                    let height = height_of(value, "value")
-                        .map_err(|why| unaccounted(table, key, tip_height, None, why))?;
+                    let height = height_of(value, "value").map_err(|why| refuse(None, why))?;
                     if let Some(why) = outside(height, tip_height) {
-                        return Err(unaccounted(
-                            table,
-                            key,
-                            tip_height,
-                            Some(height),
-                            format!("it maps to {why}"),
-                        ));
+                        return Err(refuse(Some(height), format!("it maps to {why}")));
                     }
                     let header = store
                         .header(height)
                         .map_err(|e| read_failure(table, tip_height, &e))?
                         .ok_or_else(|| {
-                            unaccounted(
-                                table,
-                                key,
-                                tip_height,
+                            refuse(
                                 None,
                                 format!("it maps to height {height}, which has no header"),
                             )
                         })?;
                     let id = header.block_id();
                     if id.0.as_slice() != key {
-                        return Err(unaccounted(
-                            table,
-                            key,
-                            tip_height,
+                        return Err(refuse(
                             None,
                             format!(
                                 "it maps to height {height}, whose verified header has id \
@@ -254,35 +205,22 @@ pub(crate) fn account(
                     }
                 }
                 ChainTable::Meta => {
-                    if key == META_TIP {
-                        if tip.is_none() {
-                            return Err(unaccounted(
-                                table,
-                                key,
-                                tip_height,
-                                None,
-                                "a tip in a store read as empty",
-                            ));
-                        }
+                    let why = if key == META_TIP {
+                        tip.is_none()
+                            .then(|| "a tip in a store read as empty".to_owned())
                     } else if key == META_SCHEMA_VERSION {
                         let version = branchledger_types::codec::encode(&SCHEMA_VERSION);
-                        if value != version.as_slice() {
-                            return Err(unaccounted(
-                                table,
-                                key,
-                                tip_height,
-                                None,
-                                format!("it is not this build's schema version {SCHEMA_VERSION}"),
-                            ));
-                        }
+                        (value != version.as_slice()).then(|| {
+                            format!("it is not this build's schema version {SCHEMA_VERSION}")
+                        })
                     } else {
-                        return Err(unaccounted(
-                            table,
-                            key,
-                            tip_height,
-                            None,
-                            "an unknown key (the meta table holds only schema_version and tip)",
-                        ));
+                        Some(
+                            "an unknown key (the meta table holds only schema_version and tip)"
+                                .to_owned(),
+                        )
+                    };
+                    if let Some(why) = why {
+                        return Err(refuse(None, why));
                     }
                 }
             }
