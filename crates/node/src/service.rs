@@ -646,16 +646,20 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_one_validator_node_commits_submissions_and_reports_status() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let now_ms = crate::devnet::now_ms();
+    type Stopped = tokio::task::JoinHandle<Result<(), DriverError>>;
+
+    /// A one-validator node over a store in `dir`, running: its handle, its metrics, the
+    /// sender that stops it and its task.
+    fn start(
+        dir: &std::path::Path,
+        now_ms: u64,
+    ) -> (NodeHandle, Arc<Metrics>, oneshot::Sender<()>, Stopped) {
         let genesis = Arc::new(genesis(now_ms));
-        let store = Arc::new(RocksStore::open(&dir.path().join("store")).expect("store"));
+        let store = Arc::new(RocksStore::open(&dir.join("store")).expect("store"));
         let driver = Driver::new(
             Ledger::new(genesis, store),
             Mempool::new(MempoolLimits::default()),
-            SafetyFile::new(dir.path()),
+            SafetyFile::new(dir),
             Some(Keypair::from_seed([10; 32])),
             Instant::now(),
             now_ms,
@@ -670,10 +674,12 @@ mod tests {
             })
             .await
         });
-        let status = handle.status().await.expect("running");
-        assert_eq!(status.height, 0);
-        assert!(status.not_committing_reason.contains("idle"), "{status:?}");
-        let record = Record {
+        (handle, metrics, stop, task)
+    }
+
+    /// The joining of member `m1`, signed by branch `b0`.
+    fn joining(now_ms: u64) -> SignedRecord {
+        Record {
             chain_id: "service-test".into(),
             branch_id: BranchId("b0".into()),
             created_at_ms: now_ms,
@@ -686,7 +692,18 @@ mod tests {
                 member_key: None,
             }),
         }
-        .sign(&Keypair::from_seed([1; 32]));
+        .sign(&Keypair::from_seed([1; 32]))
+    }
+
+    #[tokio::test]
+    async fn a_one_validator_node_commits_submissions_and_reports_status() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let now_ms = crate::devnet::now_ms();
+        let (handle, metrics, stop, task) = start(dir.path(), now_ms);
+        let status = handle.status().await.expect("running");
+        assert_eq!(status.height, 0);
+        assert!(status.not_committing_reason.contains("idle"), "{status:?}");
+        let record = joining(now_ms);
         let results = handle.submit(vec![record.clone()]).await.expect("running");
         assert_eq!(results, vec![Ok(record.id())]);
         let height =
@@ -712,25 +729,7 @@ mod tests {
     async fn abandoned_commit_waits_do_not_take_the_places_of_new_ones() {
         let dir = tempfile::tempdir().expect("temp dir");
         let now_ms = crate::devnet::now_ms();
-        let genesis = Arc::new(genesis(now_ms));
-        let store = Arc::new(RocksStore::open(&dir.path().join("store")).expect("store"));
-        let driver = Driver::new(
-            Ledger::new(genesis, store),
-            Mempool::new(MempoolLimits::default()),
-            SafetyFile::new(dir.path()),
-            Some(Keypair::from_seed([10; 32])),
-            Instant::now(),
-            now_ms,
-        )
-        .expect("driver");
-        let (handle, node) = new(driver, Arc::new(Metrics::new()));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            node.run(None, async {
-                let _ = stopped.await;
-            })
-            .await
-        });
+        let (handle, _, stop, task) = start(dir.path(), now_ms);
         for i in 0..COMMIT_WAITERS_MAX as u64 {
             // A wait whose client gave up at once.
             let (reply, answer) = oneshot::channel();
@@ -742,20 +741,7 @@ mod tests {
                 .await
                 .expect("running");
         }
-        let record = Record {
-            chain_id: "service-test".into(),
-            branch_id: BranchId("b0".into()),
-            created_at_ms: now_ms,
-            nonce: 1,
-            body: RecordBody::MemberJoined(MemberJoined {
-                member_id: MemberId("m1".into()),
-                joined_on: Date::from_unix_ms(now_ms),
-                status: MemberStatus::Full,
-                mobile: false,
-                member_key: None,
-            }),
-        }
-        .sign(&Keypair::from_seed([1; 32]));
+        let record = joining(now_ms);
         let id = record.id();
         let waiting = {
             let handle = handle.clone();
