@@ -5,88 +5,20 @@
 use std::time::{Duration, Instant};
 
 use branchledger_crypto::Keypair;
-use branchledger_p2p::{Client, Event, Multiaddr, PeerId, Topic, Verdict};
+use branchledger_p2p::{Event, Multiaddr, Topic, Verdict};
 use branchledger_types::record::{MemberJoined, MemberStatus};
 use branchledger_types::wire::{ConsensusMessage, SyncRequest, SyncResponse};
 use branchledger_types::{
     BranchId, Date, MemberId, Record, RecordBody, SignedRecord, Vote, VoteKind,
 };
-use prometheus_client::registry::Registry;
-use tokio::sync::mpsc;
+
+mod support;
+use support::*;
 
 const CHAIN: &str = "p2p-test";
-const DEADLINE: Duration = Duration::from_secs(30);
 
-struct Node {
-    peer: PeerId,
-    address: Multiaddr,
-    client: Client,
-    events: mpsc::Receiver<Event>,
-    registry: Registry,
-}
-
-fn seed(i: u8) -> [u8; 32] {
-    [100 + i; 32]
-}
-
-fn peer(i: u8) -> PeerId {
-    branchledger_p2p::peer_id_of_seed(seed(i)).expect("peer id")
-}
-
-/// Starts node `i`, allowing nodes `allowed`, dialling `dial`.
 async fn start(i: u8, allowed: &[u8], dial: &[Multiaddr]) -> Node {
-    let mut registry = Registry::default();
-    let (client, mut events, event_loop) = branchledger_p2p::new(
-        branchledger_p2p::Config {
-            node_key_seed: seed(i),
-            chain_id: CHAIN.into(),
-            listen: "/ip4/127.0.0.1/tcp/0".parse().expect("address"),
-            peers: dial.to_vec(),
-            allowed: allowed.iter().map(|j| peer(*j)).collect(),
-            consensus_bytes_max: 1 << 20,
-        },
-        &mut registry,
-    )
-    .expect("network");
-    let local = event_loop.local_peer_id();
-    tokio::spawn(event_loop.run());
-    let address = match wait_for(&mut events, |e| matches!(e, Event::Listening(_))).await {
-        Event::Listening(address) => address,
-        _ => unreachable!(),
-    };
-    Node {
-        peer: local,
-        address,
-        client,
-        events,
-        registry,
-    }
-}
-
-/// The first event matching `wanted`, skipping others; panics after [`DEADLINE`].
-async fn wait_for(events: &mut mpsc::Receiver<Event>, wanted: impl Fn(&Event) -> bool) -> Event {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Some(event)) if wanted(&event) => return event,
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("network stopped"),
-            Err(_) => panic!("no matching event within {DEADLINE:?}"),
-        }
-    }
-}
-
-fn metrics(registry: &Registry) -> String {
-    let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, registry).expect("encode");
-    out
-}
-
-fn metric_value(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    start_on(CHAIN, i, allowed, dial).await
 }
 
 fn record(nonce: u64) -> SignedRecord {
