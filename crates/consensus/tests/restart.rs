@@ -9,37 +9,19 @@ use branchledger_consensus::{
     Config, Core, Effect, Input, Message, SafetyState, FUTURE_MESSAGES_MAX,
     FUTURE_MESSAGES_PER_VALIDATOR_MAX,
 };
-use branchledger_crypto::{Hash, Keypair, Signer};
-use branchledger_types::genesis::peer_id_of;
-use branchledger_types::{BranchId, ConsensusParams, Validator, ValidatorSet, Vote, VoteKind};
+use branchledger_crypto::{Hash, Keypair};
+use branchledger_types::{ConsensusParams, Vote, VoteKind};
+
+mod support;
+use support::{keys, validator_set};
 
 const CHAIN: &str = "restart-chain";
-
-fn keys(n: usize) -> Vec<Keypair> {
-    (0..n)
-        .map(|i| Keypair::from_seed([i as u8 + 7; 32]))
-        .collect()
-}
-
-fn set(keys: &[Keypair]) -> ValidatorSet {
-    ValidatorSet::new(
-        keys.iter()
-            .enumerate()
-            .map(|(i, k)| Validator {
-                name: format!("v{i}"),
-                branch_id: BranchId("b".into()),
-                consensus_key: k.public_key(),
-                peer_id: peer_id_of(&k.public_key()),
-            })
-            .collect(),
-    )
-}
 
 /// Validator `own` of `keys`, resuming from `safety`.
 fn core(keys: &[Keypair], own: usize, safety: Option<SafetyState>) -> Core {
     Core::new(
         Config::new(CHAIN, ConsensusParams::default()),
-        set(keys),
+        validator_set(keys),
         Some(Box::new(keys[own].clone())),
         safety,
     )

@@ -8,12 +8,13 @@ use branchledger_consensus::{
     timeout_duration_ms, verify_certificate, Config, Core, Effect, Input, Message, Mutation,
     RoundValue, SafetyState, Step,
 };
-use branchledger_crypto::{Hash, Keypair, Signer};
-use branchledger_types::genesis::peer_id_of;
+use branchledger_crypto::{Hash, Keypair};
 use branchledger_types::{
-    BranchId, ConsensusParams, Evidence, Height, Proposal, Round, Validator, ValidatorIndex,
-    ValidatorSet, Vote, VoteKind,
+    ConsensusParams, Evidence, Height, Proposal, Round, ValidatorIndex, Vote, VoteKind,
 };
+
+mod support;
+use support::{keys, validator_set};
 
 const CHAIN: &str = "rules-chain";
 const N: usize = 4;
@@ -23,26 +24,6 @@ fn a() -> Hash {
 }
 fn b() -> Hash {
     Hash::of(b"block B")
-}
-
-fn keys(n: usize) -> Vec<Keypair> {
-    (0..n)
-        .map(|i| Keypair::from_seed([i as u8 + 1; 32]))
-        .collect()
-}
-
-fn validator_set(keys: &[Keypair]) -> ValidatorSet {
-    ValidatorSet::new(
-        keys.iter()
-            .enumerate()
-            .map(|(i, k)| Validator {
-                name: format!("v{i}"),
-                branch_id: BranchId("b".into()),
-                consensus_key: k.public_key(),
-                peer_id: peer_id_of(&k.public_key()),
-            })
-            .collect(),
-    )
 }
 
 /// A core under test and the keys of its peers.
