@@ -23,8 +23,10 @@ use std::time::{Duration, Instant};
 use branchledger_consensus::{Config, Core, Effect, Input, Message, Step, PROPOSALS_PER_ROUND_MAX};
 use branchledger_crypto::{verify, Hash, Keypair, Signer};
 use branchledger_state::{ApplyError, BlockExecutor, StateDelta};
+use branchledger_types::wire::{BlockWanted, CompactBlock, CompactRecord};
 use branchledger_types::{
-    Block, CommittedBlock, Evidence, Height, Round, SignedProposal, SignedRecord, SignedVote,
+    Block, BlockHeader, CommittedBlock, Evidence, Height, Round, SignedProposal, SignedRecord,
+    SignedVote,
 };
 
 use crate::ledger::{Ledger, LedgerError};
@@ -39,12 +41,28 @@ pub const EVIDENCE_KEPT_MAX: usize = 1_000;
 /// nor its locked or valid value): a faulty validator's blocks for far rounds cannot take the
 /// place of the current round's.
 pub const BLOCKS_KEPT_MAX: usize = 64;
+/// Compact proposals held while records they name are missing here, to be completed by the
+/// records topic (the whole block is asked for meanwhile). Only proposals signed by the
+/// proposer of their height and round, for the height being decided or the next, are held;
+/// when full, the one of the latest height and round goes first.
+pub const PENDING_BLOCKS_MAX: usize = 8;
+/// Most times a proposer answers requests for one block of its own whole. One answer reaches
+/// every peer, so this many covers every validator asking, and a peer asking again and again
+/// cannot make it send a large block without end.
+pub const BLOCK_ANSWERS_MAX: u32 = 8;
+/// Least time between two answers for one block: requests of several peers that arrive
+/// together get one answer.
+pub const BLOCK_ANSWER_INTERVAL: Duration = Duration::from_millis(50);
 
 /// A message to every other validator.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outbound {
     /// A proposal with its block.
     Proposal(SignedProposal, Box<Block>),
+    /// A proposal with its block in compact form (records the peers hold as ids).
+    CompactProposal(SignedProposal, Box<CompactBlock>),
+    /// A request for the whole block of a compact proposal this node could not rebuild.
+    BlockWanted(BlockWanted),
     /// A vote.
     Vote(SignedVote),
     /// Records admitted here, for the other mempools.
@@ -116,6 +134,49 @@ pub struct Committed {
 struct KeptBlock {
     round: Round,
     block: Block,
+    /// This node's own latest proposal of the block, to answer requests for it whole.
+    own: Option<SignedProposal>,
+    /// Requests answered so far ([`BLOCK_ANSWERS_MAX`]) and when the last was.
+    answers: u32,
+    answered_at: Option<Instant>,
+}
+
+impl KeptBlock {
+    fn new(round: Round, block: Block) -> KeptBlock {
+        KeptBlock {
+            round,
+            block,
+            own: None,
+            answers: 0,
+            answered_at: None,
+        }
+    }
+}
+
+/// A compact proposal's block waiting for records this node does not hold.
+#[derive(Debug)]
+struct PendingBlock {
+    round: Round,
+    header: BlockHeader,
+    /// The records in block order; `None` where one is missing.
+    records: Vec<Option<SignedRecord>>,
+    /// The missing records: their positions, by id.
+    missing: HashMap<Hash, Vec<usize>>,
+}
+
+/// How compact proposals fared, counted since the last [`Driver::take_compact_counts`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompactCounts {
+    /// Compact proposals sent (by this node as proposer).
+    pub sent: u64,
+    /// Records named by id alone in them.
+    pub ids_sent: u64,
+    /// Compact proposals received whose block was rebuilt at once from the mempool.
+    pub rebuilt: u64,
+    /// Compact proposals received that lacked records here, so the block was asked for.
+    pub wanted: u64,
+    /// Requests for a whole block this node answered.
+    pub answered: u64,
 }
 
 /// The driver of one node.
@@ -130,6 +191,9 @@ pub struct Driver {
     deltas: HashMap<Hash, (StateDelta, Vec<Hash>)>,
     /// Blocks the core asked to validate that have not arrived yet.
     awaiting: BTreeMap<(Height, Hash), Round>,
+    /// Compact proposals' blocks waiting for records, by id (see [`PENDING_BLOCKS_MAX`]).
+    pending: HashMap<Hash, PendingBlock>,
+    compact: CompactCounts,
     /// A request to propose, held while idle.
     deferred_request: Option<(Height, Round)>,
     /// Propose timeouts held while idle.
@@ -186,6 +250,8 @@ impl Driver {
             blocks: HashMap::new(),
             deltas: HashMap::new(),
             awaiting: BTreeMap::new(),
+            pending: HashMap::new(),
+            compact: CompactCounts::default(),
             deferred_request: None,
             deferred_timeouts: Vec::new(),
             height_started_by_peer: None,
@@ -226,6 +292,11 @@ impl Driver {
     /// Evidence of misbehaviour seen so far (most recent last).
     pub fn evidence(&self) -> impl Iterator<Item = &Evidence> {
         self.evidence.iter()
+    }
+
+    /// How compact proposals fared since the last call.
+    pub fn take_compact_counts(&mut self) -> CompactCounts {
+        std::mem::take(&mut self.compact)
     }
 
     /// Blocks committed since the last call.
@@ -305,7 +376,9 @@ impl Driver {
             self.mempool.withdraw(&id);
             return Ok(Err(SubmitError::Rejected(id, reason)));
         }
+        self.mempool.mark_local([id]);
         net.broadcast(Outbound::Records(vec![record]));
+        self.fill_pending(&[id], now, net)?;
         self.release_if_ready(now, net)?;
         Ok(Ok(id))
     }
@@ -360,10 +433,18 @@ impl Driver {
     ) -> Result<Vec<Result<Hash, AdmitError>>, DriverError> {
         // Only records to gossip on are needed again after admission.
         let to_gossip = gossip.then(|| records.clone());
-        let results =
-            self.mempool
-                .admit(self.ledger.genesis(), self.ledger.store().as_ref(), records);
+        let (genesis, store) = (self.ledger.genesis(), self.ledger.store().as_ref());
+        let results = if gossip {
+            self.mempool.admit(genesis, store, records)
+        } else {
+            self.mempool.admit_from_peer(genesis, store, records)
+        };
+        let admitted: Vec<Hash> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok().copied())
+            .collect();
         if let Some(records) = to_gossip {
+            self.mempool.mark_local(admitted.iter().copied());
             let admitted: Vec<SignedRecord> = records
                 .into_iter()
                 .zip(&results)
@@ -374,6 +455,7 @@ impl Driver {
                 net.broadcast(Outbound::Records(admitted));
             }
         }
+        self.fill_pending(&admitted, now, net)?;
         self.release_if_ready(now, net)?;
         Ok(results)
     }
@@ -391,44 +473,276 @@ impl Driver {
         now: Instant,
         net: &mut dyn Network,
     ) -> Result<Verdict, DriverError> {
+        if let Some(verdict) = self.check_proposal(&proposal, &block.header) {
+            return Ok(verdict);
+        }
+        self.proposed(proposal, Some(block), now, net)
+    }
+
+    /// A proposal from a peer with its block in compact form: checked as
+    /// [`Driver::on_proposal`] says, and refused as well when its record count is not the
+    /// header's or above the chain's limit. The block is rebuilt from the records pending
+    /// here; when some are missing, the proposal still counts, the block is asked for whole
+    /// ([`Outbound::BlockWanted`]) and held ([`PENDING_BLOCKS_MAX`]) until the records topic
+    /// or the proposer's answer completes it, and is judged then.
+    pub fn on_compact_proposal(
+        &mut self,
+        proposal: SignedProposal,
+        compact: CompactBlock,
+        now: Instant,
+        net: &mut dyn Network,
+    ) -> Result<Verdict, DriverError> {
+        let records_max = self.ledger.genesis().consensus.max_block_records as usize;
+        if compact.records.len() != compact.header.record_count as usize
+            || compact.records.len() > records_max
+        {
+            return Ok(Verdict::Reject);
+        }
+        if let Some(verdict) = self.check_proposal(&proposal, &compact.header) {
+            return Ok(verdict);
+        }
+        let p = proposal.proposal;
+        if self.blocks.contains_key(&p.block_id) {
+            // Held already: proposed in an earlier round, or answered whole.
+            return self.proposed(proposal, None, now, net);
+        }
+        let block = match self.rebuild(compact) {
+            Ok(block) => {
+                self.compact.rebuilt += 1;
+                Some(block)
+            }
+            Err(pending) => {
+                self.compact.wanted += 1;
+                tracing::debug!(
+                    height = p.height,
+                    round = p.round,
+                    missing = pending.missing.len(),
+                    "compact proposal lacks records here: asking for its block"
+                );
+                net.broadcast(Outbound::BlockWanted(BlockWanted {
+                    height: p.height,
+                    round: p.round,
+                    block_id: p.block_id,
+                }));
+                self.hold_pending(
+                    p.block_id,
+                    PendingBlock {
+                        round: p.round,
+                        ..*pending
+                    },
+                );
+                None
+            }
+        };
+        self.proposed(proposal, block, now, net)
+    }
+
+    /// A peer asks for the whole block of a compact proposal. Only the proposer answers, with
+    /// its proposal and the whole block to every peer, at most [`BLOCK_ANSWERS_MAX`] times per
+    /// block and [`BLOCK_ANSWER_INTERVAL`] apart. Never relayed: the proposer hears the
+    /// request from its sender directly.
+    pub fn on_block_wanted(
+        &mut self,
+        wanted: BlockWanted,
+        now: Instant,
+        net: &mut dyn Network,
+    ) -> Verdict {
+        let current = self.core.height();
+        if wanted.height < current || wanted.height > current.saturating_add(1) {
+            return Verdict::Ignore;
+        }
+        let Some(kept) = self.blocks.get_mut(&wanted.block_id) else {
+            return Verdict::Ignore;
+        };
+        let Some(proposal) = kept.own else {
+            return Verdict::Ignore;
+        };
+        if kept.answers >= BLOCK_ANSWERS_MAX
+            || kept
+                .answered_at
+                .is_some_and(|at| now < at + BLOCK_ANSWER_INTERVAL)
+        {
+            return Verdict::Ignore;
+        }
+        kept.answers += 1;
+        kept.answered_at = Some(now);
+        net.broadcast(Outbound::Proposal(proposal, Box::new(kept.block.clone())));
+        self.compact.answered += 1;
+        Verdict::Ignore
+    }
+
+    /// The checks every proposal passes before its block is looked at: the verdict to return
+    /// at once, or none to go on.
+    fn check_proposal(
+        &mut self,
+        proposal: &SignedProposal,
+        header: &BlockHeader,
+    ) -> Option<Verdict> {
         let p = proposal.proposal;
         let validators = self.ledger.validators();
         let Some(validator) = validators.get(p.proposer_index) else {
-            return Ok(Verdict::Reject);
+            return Some(Verdict::Reject);
         };
-        if p.proposer_index != validators.proposer(p.height, p.round)
-            || block.header.height != p.height
-        {
-            return Ok(Verdict::Reject);
+        if p.proposer_index != validators.proposer(p.height, p.round) || header.height != p.height {
+            return Some(Verdict::Reject);
         }
         let current = self.core.height();
         if p.height < current {
             // Stale: not worth a signature check.
-            return Ok(Verdict::Ignore);
+            return Some(Verdict::Ignore);
         }
         let message = p.signing_message(&self.ledger.genesis().chain_id);
         if verify(&validator.consensus_key, &message, &proposal.signature).is_err()
-            || block.id() != p.block_id
+            || header.block_id() != p.block_id
         {
-            return Ok(Verdict::Reject);
+            return Some(Verdict::Reject);
         }
         self.note_claim(p.proposer_index, p.height);
         if p.height > current.saturating_add(1) {
-            return Ok(Verdict::Ignore);
+            return Some(Verdict::Ignore);
         }
         if p.height == current {
             self.height_started_by_peer = Some(p.height);
         }
-        self.keep_block(p.round, block);
+        None
+    }
+
+    /// A checked proposal, with its block if it is here: the block is kept, the core told,
+    /// and the block judged if the core was waiting for it.
+    fn proposed(
+        &mut self,
+        proposal: SignedProposal,
+        block: Option<Block>,
+        now: Instant,
+        net: &mut dyn Network,
+    ) -> Result<Verdict, DriverError> {
+        let p = proposal.proposal;
+        match block {
+            Some(block) => {
+                self.pending.remove(&p.block_id);
+                self.keep_block(p.round, block);
+            }
+            None => {
+                if let Some(kept) = self.blocks.get_mut(&p.block_id) {
+                    kept.round = kept.round.max(p.round);
+                }
+            }
+        }
         self.step(Input::Message(Message::Proposal(proposal)), now, net)?;
-        if self.blocks.contains_key(&p.block_id) {
-            if let Some(round) = self.awaiting.remove(&(p.height, p.block_id)) {
-                self.validate(p.height, round, p.block_id, now);
+        self.judge_if_awaited(p.height, p.block_id, now, net)?;
+        self.release_if_ready(now, net)?;
+        Ok(Verdict::Accept)
+    }
+
+    /// Judges a block that has just arrived if the core asked for it before.
+    fn judge_if_awaited(
+        &mut self,
+        height: Height,
+        block_id: Hash,
+        now: Instant,
+        net: &mut dyn Network,
+    ) -> Result<(), DriverError> {
+        if self.blocks.contains_key(&block_id) {
+            if let Some(round) = self.awaiting.remove(&(height, block_id)) {
+                self.validate(height, round, block_id, now);
                 self.drain(now, net)?;
             }
         }
-        self.release_if_ready(now, net)?;
-        Ok(Verdict::Accept)
+        Ok(())
+    }
+
+    /// The block of a compact proposal from the records pending here, or what is missing.
+    fn rebuild(&self, compact: CompactBlock) -> Result<Block, Box<PendingBlock>> {
+        let mut records = Vec::with_capacity(compact.records.len());
+        let mut missing: HashMap<Hash, Vec<usize>> = HashMap::new();
+        for (position, record) in compact.records.into_iter().enumerate() {
+            match record {
+                CompactRecord::Full(record) => records.push(Some(*record)),
+                CompactRecord::Id(id) => match self.mempool.find(&id) {
+                    Some(record) => records.push(Some(record.clone())),
+                    None => {
+                        missing.entry(id).or_default().push(position);
+                        records.push(None);
+                    }
+                },
+            }
+        }
+        if missing.is_empty() {
+            let records = records.into_iter().flatten().collect();
+            return Ok(Block {
+                header: compact.header,
+                records,
+            });
+        }
+        Err(Box::new(PendingBlock {
+            round: 0,
+            header: compact.header,
+            records,
+            missing,
+        }))
+    }
+
+    /// Holds a compact proposal's incomplete block as [`PENDING_BLOCKS_MAX`] says.
+    fn hold_pending(&mut self, block_id: Hash, pending: PendingBlock) {
+        if self.pending.contains_key(&block_id) {
+            return;
+        }
+        if self.pending.len() >= PENDING_BLOCKS_MAX {
+            let latest = self
+                .pending
+                .iter()
+                .map(|(id, p)| ((p.header.height, p.round), *id))
+                .max();
+            match latest {
+                Some((position, id)) if position > (pending.header.height, pending.round) => {
+                    self.pending.remove(&id);
+                }
+                _ => return,
+            }
+        }
+        self.pending.insert(block_id, pending);
+    }
+
+    /// Records just admitted here may complete held blocks: those complete are kept and
+    /// judged if the core waits for them.
+    fn fill_pending(
+        &mut self,
+        admitted: &[Hash],
+        now: Instant,
+        net: &mut dyn Network,
+    ) -> Result<(), DriverError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut complete = Vec::new();
+        for (block_id, pending) in &mut self.pending {
+            for id in admitted {
+                let Some(record) = self.mempool.get(id) else {
+                    continue;
+                };
+                if let Some(positions) = pending.missing.remove(id) {
+                    for position in positions {
+                        pending.records[position] = Some(record.clone());
+                    }
+                }
+            }
+            if pending.missing.is_empty() {
+                complete.push(*block_id);
+            }
+        }
+        for block_id in complete {
+            let Some(pending) = self.pending.remove(&block_id) else {
+                continue;
+            };
+            let height = pending.header.height;
+            let block = Block {
+                header: pending.header,
+                records: pending.records.into_iter().flatten().collect(),
+            };
+            self.keep_block(pending.round, block);
+            self.judge_if_awaited(height, block_id, now, net)?;
+        }
+        Ok(())
     }
 
     /// Keeps a proposed block as [`BLOCKS_KEPT_MAX`] says.
@@ -466,7 +780,7 @@ impl Driver {
                 _ => return,
             }
         }
-        self.blocks.insert(block_id, KeptBlock { round, block });
+        self.blocks.insert(block_id, KeptBlock::new(round, block));
     }
 
     /// Notes that validator `index` signed a message for `height`.
@@ -560,6 +874,13 @@ impl Driver {
 
     /// Asks the core to send its current messages again (the network may have lost them).
     pub fn rebroadcast(&mut self, now: Instant, net: &mut dyn Network) -> Result<(), DriverError> {
+        for (block_id, pending) in &self.pending {
+            net.broadcast(Outbound::BlockWanted(BlockWanted {
+                height: pending.header.height,
+                round: pending.round,
+                block_id: *block_id,
+            }));
+        }
         self.step(Input::Rebroadcast, now, net)
     }
 
@@ -653,10 +974,37 @@ impl Driver {
                 self.equivocate_vote(&vote, net);
             }
             Effect::Broadcast(Message::Proposal(proposal)) => {
-                if let Some(kept) = self.blocks.get(&proposal.proposal.block_id) {
-                    let block = kept.block.clone();
-                    self.equivocate_proposal(&proposal, &block, net);
-                    net.broadcast(Outbound::Proposal(proposal, Box::new(block)));
+                let block_id = proposal.proposal.block_id;
+                let Some(kept) = self.blocks.get_mut(&block_id) else {
+                    return Ok(());
+                };
+                kept.own = Some(proposal);
+                let block = &self.blocks[&block_id].block;
+                self.equivocate_proposal(&proposal, block, net);
+                // Records that came from peers travel as ids: every validator was sent them
+                // before this node had them. Those of this node's own clients travel whole,
+                // as they may still be on their way.
+                let computed;
+                let ids = match self.deltas.get(&block_id) {
+                    Some((_, ids)) => ids,
+                    None => {
+                        computed = block
+                            .records
+                            .iter()
+                            .map(SignedRecord::id)
+                            .collect::<Vec<_>>();
+                        &computed
+                    }
+                };
+                let mempool = &self.mempool;
+                let compact = CompactBlock::new(block, ids, |id| mempool.came_from_peers(id));
+                let by_id = compact.ids_only();
+                if by_id == 0 {
+                    net.broadcast(Outbound::Proposal(proposal, Box::new(block.clone())));
+                } else {
+                    self.compact.sent += 1;
+                    self.compact.ids_sent += by_id as u64;
+                    net.broadcast(Outbound::CompactProposal(proposal, Box::new(compact)));
                 }
             }
             Effect::ScheduleTimeout {
@@ -763,6 +1111,7 @@ impl Driver {
         self.blocks.retain(|_, k| k.block.header.height > height);
         self.deltas.clear();
         self.awaiting.retain(|(h, _), _| *h > height);
+        self.pending.retain(|_, p| p.header.height > height);
         // Only what was held for the committed height or earlier goes: a block synced while
         // the core is already at a later height must not cancel that height's timeout or
         // request to propose, or it would wait forever.
@@ -850,13 +1199,8 @@ impl Driver {
         self.mempool.drop_refused(&built.refused);
         self.dropped.extend(built.refused.iter().cloned());
         self.deltas.insert(block_id, (built.delta, built.ids));
-        self.blocks.insert(
-            block_id,
-            KeptBlock {
-                round,
-                block: built.block,
-            },
-        );
+        self.blocks
+            .insert(block_id, KeptBlock::new(round, built.block));
         self.queue.push_back(Input::ProposeValue {
             height,
             round,
@@ -936,8 +1280,24 @@ mod tests {
         }
     }
 
+    /// What the harness does with a message on its way to a node.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Route {
+        Deliver,
+        Drop,
+        /// Kept aside until [`Cluster::release_held`].
+        Hold,
+    }
+
+    type Router = Box<dyn FnMut(usize, &Outbound) -> Route>;
+
     struct Cluster {
         _dirs: Vec<tempfile::TempDir>,
+        /// Decides each message's fate, by receiver (every message is delivered by default).
+        route: Router,
+        held: Vec<(usize, Outbound)>,
+        /// Whether nodes that are behind fetch blocks (block sync).
+        sync: bool,
         drivers: Vec<Option<Driver>>,
         branch_key: Keypair,
         now: Instant,
@@ -1006,6 +1366,9 @@ mod tests {
             }
             let mut cluster = Cluster {
                 _dirs: dirs,
+                route: Box::new(|_, _| Route::Deliver),
+                held: Vec::new(),
+                sync: true,
                 drivers,
                 branch_key: Keypair::from_seed([1; 32]),
                 now,
@@ -1118,6 +1481,14 @@ mod tests {
                     if self.down.contains(&to) {
                         continue;
                     }
+                    match (self.route)(to, &message) {
+                        Route::Deliver => {}
+                        Route::Drop => continue,
+                        Route::Hold => {
+                            self.held.push((to, message));
+                            continue;
+                        }
+                    }
                     let now = self.now;
                     let mut out = Outbox::default();
                     let driver = self.driver(to);
@@ -1126,6 +1497,14 @@ mod tests {
                             driver
                                 .on_proposal(p, *block, now, &mut out)
                                 .expect("proposal");
+                        }
+                        Outbound::CompactProposal(p, block) => {
+                            driver
+                                .on_compact_proposal(p, *block, now, &mut out)
+                                .expect("compact proposal");
+                        }
+                        Outbound::BlockWanted(wanted) => {
+                            driver.on_block_wanted(wanted, now, &mut out);
                         }
                         Outbound::Vote(v) => {
                             driver.on_vote(v, now, &mut out).expect("vote");
@@ -1139,7 +1518,7 @@ mod tests {
                     self.send(to, out);
                     continue;
                 }
-                if self.sync_step() {
+                if self.sync && self.sync_step() {
                     continue;
                 }
                 let next = (0..self.drivers.len())
@@ -1161,6 +1540,11 @@ mod tests {
                     self.send(i, out);
                 }
             }
+        }
+
+        /// Sends the messages held so far on their way.
+        fn release_held(&mut self) {
+            self.inflight.extend(self.held.drain(..));
         }
 
         /// Block sync, as the node's network loop does it: a node that is behind fetches the
@@ -1272,6 +1656,148 @@ mod tests {
             .iter()
             .flatten()
             .all(|d| d.mempool().is_empty()));
+    }
+
+    /// The compact-proposal counts of every node since the last call.
+    fn compact_counts(cluster: &mut Cluster) -> Vec<CompactCounts> {
+        (0..cluster.drivers.len())
+            .map(|i| cluster.driver(i).take_compact_counts())
+            .collect()
+    }
+
+    /// Every node's tip, and whether `records` are in every node's store.
+    fn assert_same_chain_with(cluster: &Cluster, records: &[SignedRecord]) {
+        let tips: Vec<_> = cluster
+            .drivers
+            .iter()
+            .map(|d| d.as_ref().expect("up").ledger().tip().expect("tip"))
+            .collect();
+        assert!(tips.windows(2).all(|w| w[0] == w[1]), "{tips:?}");
+        for driver in cluster.drivers.iter().flatten() {
+            for record in records {
+                let stored = driver.ledger().store().record(&record.id()).expect("read");
+                assert!(stored.is_some(), "record {} missing", record.id());
+            }
+        }
+    }
+
+    #[test]
+    fn a_proposal_names_records_from_peers_by_id_and_the_others_rebuild_its_block() {
+        let mut cluster = Cluster::new(4, 0);
+        // Height 1's proposer is validator 1; the records come from validator 2's clients.
+        let records = vec![join(&cluster, "m1", 1), study(&cluster, "m1", 2)];
+        cluster.submit(2, records.clone());
+        assert!(
+            cluster.run_until(Duration::from_secs(30), |c| (0..4)
+                .all(|i| c.height(i) >= 1)),
+            "no commit"
+        );
+        let counts = compact_counts(&mut cluster);
+        assert_eq!((counts[1].sent, counts[1].ids_sent), (1, 2), "{counts:?}");
+        for i in [0, 2, 3] {
+            assert_eq!(
+                (counts[i].rebuilt, counts[i].wanted),
+                (1, 0),
+                "node {i}: {counts:?}"
+            );
+        }
+        assert_same_chain_with(&cluster, &records);
+        // Height 2's proposer (validator 2) has only its own clients' records: they travel
+        // whole, as they may not have reached the others yet.
+        let more = vec![study(&cluster, "m1", 3)];
+        cluster.submit(2, more.clone());
+        assert!(
+            cluster.run_until(Duration::from_secs(30), |c| (0..4)
+                .all(|i| c.height(i) >= 2)),
+            "no second commit"
+        );
+        let counts = compact_counts(&mut cluster);
+        assert!(
+            counts.iter().all(|c| c.sent == 0 && c.rebuilt == 0),
+            "{counts:?}"
+        );
+        assert_same_chain_with(&cluster, &more);
+    }
+
+    #[test]
+    fn a_validator_lacking_the_records_of_a_compact_proposal_gets_its_block_whole() {
+        let mut cluster = Cluster::new(4, 0);
+        // Only consensus can bring validator 3 the block: no records topic, no block sync.
+        cluster.sync = false;
+        cluster.route = Box::new(|to, message| match message {
+            Outbound::Records(_) if to == 3 => Route::Drop,
+            _ => Route::Deliver,
+        });
+        let records = vec![join(&cluster, "m1", 1), study(&cluster, "m1", 2)];
+        cluster.submit(2, records.clone());
+        assert!(
+            cluster.run_until(Duration::from_secs(30), |c| (0..4)
+                .all(|i| c.height(i) >= 1)),
+            "validator 3 did not commit"
+        );
+        let counts = compact_counts(&mut cluster);
+        assert_eq!(counts[3].wanted, 1, "{counts:?}");
+        assert_eq!(
+            counts[1].answered, 1,
+            "only the proposer answers, once: {counts:?}"
+        );
+        assert!(
+            counts.iter().all(|c| c.answered == 0 || c.sent > 0),
+            "{counts:?}"
+        );
+        assert_same_chain_with(&cluster, &records);
+    }
+
+    #[test]
+    fn a_compact_proposal_waiting_for_records_is_completed_by_the_records_topic() {
+        let mut cluster = Cluster::new(4, 0);
+        cluster.sync = false;
+        // Validator 3 gets the records late and never a whole block.
+        cluster.route = Box::new(|to, message| match message {
+            Outbound::Records(_) if to == 3 => Route::Hold,
+            Outbound::Proposal(..) if to == 3 => Route::Drop,
+            _ => Route::Deliver,
+        });
+        let records = vec![join(&cluster, "m1", 1), study(&cluster, "m1", 2)];
+        cluster.submit(2, records.clone());
+        assert!(
+            cluster.run_until(Duration::from_secs(30), |c| (0..3)
+                .all(|i| c.height(i) >= 1)),
+            "the other three did not commit"
+        );
+        assert_eq!(cluster.height(3), 0);
+        assert_eq!(compact_counts(&mut cluster)[3].wanted, 1);
+        cluster.route = Box::new(|to, message| match message {
+            Outbound::Proposal(..) if to == 3 => Route::Drop,
+            _ => Route::Deliver,
+        });
+        cluster.release_held();
+        assert!(
+            cluster.run_until(Duration::from_secs(30), |c| c.height(3) >= 1),
+            "validator 3 did not complete the block from the records"
+        );
+        assert_same_chain_with(&cluster, &records);
+    }
+
+    #[test]
+    fn a_compact_proposal_whose_record_count_is_not_its_headers_is_refused() {
+        let mut cluster = Cluster::new(4, 0);
+        let record = join(&cluster, "m1", 1);
+        let now = cluster.now;
+        // Validator 3 proposes at height 1, round 2; the header counts 0 records or 1.
+        for (count, expected) in [(0, Verdict::Reject), (1, Verdict::Accept)] {
+            let mut block = junk_block(1, T0 + 1);
+            block.header.record_count = count;
+            block.records = vec![record.clone()];
+            let compact = CompactBlock::new(&block, &[record.id()], |_| true);
+            let proposal = junk_proposal(1, 2, &block);
+            let mut out = Outbox::default();
+            let verdict = cluster
+                .driver(0)
+                .on_compact_proposal(proposal, compact, now, &mut out)
+                .expect("handled");
+            assert_eq!(verdict, expected, "record count {count}");
+        }
     }
 
     #[test]

@@ -15,6 +15,10 @@
 //!   reported as dropped.
 //! * A record admitted here had its signatures verified; a proposal that carries the same
 //!   record (same id, same signatures) need not verify it again ([`Mempool::is_verified`]).
+//! * Records a peer sent that were refused for want of room are kept a little while,
+//!   unverified and never proposed ([`OVERFLOW_RECORDS_MAX`], [`OVERFLOW_BYTES_MAX`]): another
+//!   validator's compact proposal may name them by id, and the block is then rebuilt here
+//!   rather than asked for whole ([`Mempool::find`]).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -39,6 +43,11 @@ pub const MEMPOOL_RECORDS_MAX_DEFAULT: usize = 50_000;
 pub const MEMPOOL_BYTES_MAX_DEFAULT: usize = 64 * 1024 * 1024;
 /// Default number of drop reasons remembered.
 pub const MEMPOOL_DROPPED_MAX_DEFAULT: usize = 10_000;
+/// Most records from peers refused for want of room that are kept (oldest go first), so a
+/// compact proposal naming them can be rebuilt here.
+pub const OVERFLOW_RECORDS_MAX: usize = 20_000;
+/// Most bytes (encoded) of such records kept.
+pub const OVERFLOW_BYTES_MAX: usize = 8 * 1024 * 1024;
 
 impl Default for MempoolLimits {
     fn default() -> Self {
@@ -91,6 +100,8 @@ struct Entry {
     record: SignedRecord,
     bytes: usize,
     sequence: u64,
+    /// Admitted from this node's own clients (see [`Mempool::mark_local`]).
+    local: bool,
 }
 
 /// The pool.
@@ -111,6 +122,11 @@ pub struct Mempool {
     dropped_index: HashMap<Hash, (u64, String)>,
     /// The number of the next drop.
     next_drop: u64,
+    /// Records from peers refused for want of room, oldest first (an id whose record has
+    /// left `overflow_records` is skipped), and the records by id with their sizes.
+    overflow: VecDeque<Hash>,
+    overflow_records: HashMap<Hash, (SignedRecord, usize)>,
+    overflow_bytes: usize,
 }
 
 impl Mempool {
@@ -125,6 +141,9 @@ impl Mempool {
             dropped: VecDeque::new(),
             dropped_index: HashMap::new(),
             next_drop: 0,
+            overflow: VecDeque::new(),
+            overflow_records: HashMap::new(),
+            overflow_bytes: 0,
         }
     }
 
@@ -165,11 +184,37 @@ impl Mempool {
         &mut self,
         genesis: &Genesis,
         committed: &(impl StateReader + ?Sized),
+        records: Vec<SignedRecord>,
+    ) -> Vec<Result<Hash, AdmitError>> {
+        self.admit_inner(genesis, committed, records, false)
+    }
+
+    /// Admits a batch of records a peer sent, as [`Mempool::admit`] does, and keeps those
+    /// refused for want of room as [`OVERFLOW_RECORDS_MAX`] says.
+    pub fn admit_from_peer(
+        &mut self,
+        genesis: &Genesis,
+        committed: &(impl StateReader + ?Sized),
+        records: Vec<SignedRecord>,
+    ) -> Vec<Result<Hash, AdmitError>> {
+        self.admit_inner(genesis, committed, records, true)
+    }
+
+    fn admit_inner(
+        &mut self,
+        genesis: &Genesis,
+        committed: &(impl StateReader + ?Sized),
         mut records: Vec<SignedRecord>,
+        keep_overflow: bool,
     ) -> Vec<Result<Hash, AdmitError>> {
         let room = self.limits.records_max.saturating_sub(self.entries.len());
         let beyond_room = records.len().saturating_sub(room);
-        records.truncate(records.len() - beyond_room);
+        let beyond = records.split_off(records.len() - beyond_room);
+        if keep_overflow {
+            for record in beyond {
+                self.keep_overflow(record.id(), record);
+            }
+        }
         let mut results: Vec<Result<Hash, AdmitError>> =
             Vec::with_capacity(records.len() + beyond_room);
         // The records that pass the cheap checks, with where their answer goes.
@@ -186,7 +231,12 @@ impl Mempool {
                     // Overwritten below with the record's own answer.
                     results.push(Ok(id));
                 }
-                Err(error) => results.push(Err(error)),
+                Err(error) => {
+                    if keep_overflow && matches!(error, AdmitError::Full { .. }) {
+                        self.keep_overflow(id, record);
+                    }
+                    results.push(Err(error));
+                }
             }
         }
         let mut verdicts: Vec<Result<(), AdmitError>> = vec![Ok(()); to_verify.len()];
@@ -266,6 +316,7 @@ impl Mempool {
                 record,
                 bytes,
                 sequence,
+                local: false,
             },
         );
         // Pending again: an old drop reason no longer describes it.
@@ -300,9 +351,53 @@ impl Mempool {
         })
     }
 
+    /// Notes that pending records came from this node's own clients: this node sends them on
+    /// to its peers, which may not hold them yet when it proposes them.
+    pub fn mark_local(&mut self, ids: impl IntoIterator<Item = Hash>) {
+        for id in ids {
+            if let Some(entry) = self.entries.get_mut(&id) {
+                entry.local = true;
+            }
+        }
+    }
+
+    /// True if the record is pending and came from a peer (so the peers were sent it before
+    /// this node had it): a proposal may name it by its id alone.
+    pub fn came_from_peers(&self, id: &Hash) -> bool {
+        self.entries.get(id).is_some_and(|entry| !entry.local)
+    }
+
     /// A pending record.
     pub fn get(&self, id: &Hash) -> Option<&SignedRecord> {
         self.entries.get(id).map(|entry| &entry.record)
+    }
+
+    /// A pending record, or one a peer sent that was refused for want of room not long ago
+    /// (its signatures not verified: [`Mempool::is_verified`] is false for it).
+    pub fn find(&self, id: &Hash) -> Option<&SignedRecord> {
+        self.get(id)
+            .or_else(|| self.overflow_records.get(id).map(|(record, _)| record))
+    }
+
+    /// Keeps a record refused for want of room, as [`OVERFLOW_RECORDS_MAX`] says.
+    fn keep_overflow(&mut self, id: Hash, record: SignedRecord) {
+        let bytes = encoded_len(&record);
+        if bytes > OVERFLOW_BYTES_MAX || self.overflow_records.contains_key(&id) {
+            return;
+        }
+        while self.overflow.len() >= OVERFLOW_RECORDS_MAX
+            || self.overflow_bytes + bytes > OVERFLOW_BYTES_MAX
+        {
+            let Some(old) = self.overflow.pop_front() else {
+                break;
+            };
+            if let Some((_, old_bytes)) = self.overflow_records.remove(&old) {
+                self.overflow_bytes -= old_bytes;
+            }
+        }
+        self.overflow.push_back(id);
+        self.overflow_records.insert(id, (record, bytes));
+        self.overflow_bytes += bytes;
     }
 
     /// What the pool knows of a record.
@@ -334,6 +429,9 @@ impl Mempool {
             self.remove(id);
             // Committed (here or in another validator's block): no longer dropped.
             self.forget_drop(id);
+            if let Some((_, bytes)) = self.overflow_records.remove(id) {
+                self.overflow_bytes -= bytes;
+            }
         }
         if !recheck {
             return Ok(Vec::new());
@@ -612,6 +710,37 @@ mod tests {
             ),
             "a full pool checks nothing"
         );
+    }
+
+    #[test]
+    fn records_from_peers_refused_for_room_are_found_but_never_proposed_nor_trusted() {
+        let genesis = genesis();
+        let state = MemState::new();
+        let mut pool = pool_of(2);
+        let records: Vec<SignedRecord> = (0..4).map(|i| study("m1", i)).collect();
+        let ids: Vec<Hash> = records.iter().map(SignedRecord::id).collect();
+        // From a client: refused, not kept.
+        let results = pool.admit(&genesis, &state, records[..3].to_vec());
+        assert!(matches!(results[2], Err(AdmitError::Full { .. })));
+        assert!(pool.find(&ids[2]).is_none());
+        // From a peer: refused, kept, found for a compact proposal, and that is all.
+        let results = pool.admit_from_peer(&genesis, &state, records[2..].to_vec());
+        assert!(results
+            .iter()
+            .all(|r| matches!(r, Err(AdmitError::Full { .. }))));
+        for (id, record) in ids[2..].iter().zip(&records[2..]) {
+            assert_eq!(pool.find(id), Some(record));
+            assert!(pool.get(id).is_none());
+            assert!(!pool.is_verified(record, id));
+            assert_eq!(pool.status(id), RecordStatus::Unknown);
+        }
+        assert_eq!(pool.len(), 2);
+        assert_eq!(pool.candidates(10, usize::MAX).len(), 2);
+        // Committed elsewhere: forgotten.
+        pool.on_commit(&genesis, &state, &ids[2..3], false, 1, 0)
+            .expect("commit");
+        assert!(pool.find(&ids[2]).is_none());
+        assert!(pool.find(&ids[3]).is_some());
     }
 
     #[test]

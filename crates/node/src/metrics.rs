@@ -53,6 +53,17 @@ pub struct Metrics {
     pub evidence: Gauge,
     /// Gossip messages judged by this node, by topic and verdict.
     pub gossip_verdicts: Family<VerdictLabels, Counter>,
+    /// Compact proposals, by what happened to them here.
+    pub compact_proposals: Family<CompactLabels, Counter>,
+}
+
+/// Labels of [`Metrics::compact_proposals`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CompactLabels {
+    /// `sent` (by this node as proposer), `rebuilt` (received, its block rebuilt at once
+    /// from the mempool), `wanted` (received lacking records here: the block was asked for
+    /// whole) or `answered` (a peer's request for one of this node's blocks, answered whole).
+    pub outcome: &'static str,
 }
 
 /// Labels of [`Metrics::gossip_verdicts`].
@@ -89,6 +100,7 @@ impl Metrics {
             blocks_synced: Counter::default(),
             evidence: Gauge::default(),
             gossip_verdicts: Family::default(),
+            compact_proposals: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -142,6 +154,11 @@ impl Metrics {
             "gossip_verdicts",
             "Gossip messages judged by this node, by topic and verdict (accept, reject, ignore)",
             metrics.gossip_verdicts.clone(),
+        );
+        registry.register(
+            "compact_proposals",
+            "Compact proposals by outcome (sent, rebuilt, wanted, answered)",
+            metrics.compact_proposals.clone(),
         );
         Metrics {
             registry,

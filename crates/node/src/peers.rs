@@ -70,6 +70,12 @@ impl Network for GossipNetwork {
             Outbound::Proposal(proposal, block) => self
                 .client
                 .publish_consensus(ConsensusMessage::Proposal { proposal, block }),
+            Outbound::CompactProposal(proposal, block) => self
+                .client
+                .publish_consensus(ConsensusMessage::CompactProposal { proposal, block }),
+            Outbound::BlockWanted(wanted) => self
+                .client
+                .publish_consensus(ConsensusMessage::BlockWanted(wanted)),
             Outbound::Vote(vote) => self.client.publish_consensus(ConsensusMessage::Vote(vote)),
             Outbound::Records(records) => self.client.publish_records(records),
         };

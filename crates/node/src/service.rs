@@ -19,7 +19,7 @@ use branchledger_types::wire::ConsensusMessage;
 use crate::driver::{Driver, DriverError, Network, Outbound, SubmitError, Verdict};
 use crate::ledger::LedgerError;
 use crate::mempool::{AdmitError, RecordStatus};
-use crate::metrics::Metrics;
+use crate::metrics::{CompactLabels, Metrics};
 use crate::peers::{GossipNetwork, ServeRequest, SyncState, SYNC_PROBE_INTERVAL};
 
 /// Commands waiting for the node loop; senders wait (back-pressure) when it is full.
@@ -363,6 +363,12 @@ impl NodeLoop {
                     ConsensusMessage::Proposal { proposal, block } => {
                         self.driver.on_proposal(proposal, *block, now, net)?
                     }
+                    ConsensusMessage::CompactProposal { proposal, block } => self
+                        .driver
+                        .on_compact_proposal(proposal, *block, now, net)?,
+                    ConsensusMessage::BlockWanted(wanted) => {
+                        self.driver.on_block_wanted(wanted, now, net)
+                    }
                     ConsensusMessage::Vote(vote) => self.driver.on_vote(vote, now, net)?,
                 };
                 self.report(client, "consensus", message_id, source, verdict);
@@ -582,6 +588,20 @@ impl NodeLoop {
             self.admitted_at.remove(&id);
             for waiter in self.waiters.remove(&id).unwrap_or_default() {
                 let _ = waiter.send(Err(reason.clone()));
+            }
+        }
+        let counts = self.driver.take_compact_counts();
+        for (outcome, count) in [
+            ("sent", counts.sent),
+            ("rebuilt", counts.rebuilt),
+            ("wanted", counts.wanted),
+            ("answered", counts.answered),
+        ] {
+            if count > 0 {
+                self.metrics
+                    .compact_proposals
+                    .get_or_create(&CompactLabels { outcome })
+                    .inc_by(count);
             }
         }
         let (_, round) = self.driver.position();

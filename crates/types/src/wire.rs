@@ -10,7 +10,9 @@
 
 use borsh::{BorshDeserialize, BorshSerialize};
 
-use crate::block::{Block, CommittedBlock, Height, SignedProposal, SignedVote};
+use branchledger_crypto::Hash;
+
+use crate::block::{Block, BlockHeader, CommittedBlock, Height, Round, SignedProposal, SignedVote};
 use crate::codec::{decode, encode, DecodeError};
 use crate::limits::{BLOCK_BYTES_MAX, CONSENSUS_MESSAGE_BYTES_MAX, RECORD_BYTES_MAX};
 use crate::record::SignedRecord;
@@ -76,6 +78,80 @@ pub enum ConsensusMessage {
     },
     /// A prevote or precommit.
     Vote(SignedVote),
+    /// A proposal whose block travels compact: its header, and for each record either the
+    /// record or only its id, when the receivers hold it already (it reached them on the
+    /// records topic). The receiver rebuilds the block from its mempool; the header's
+    /// `records_root` still binds every record, so a wrong id makes the block invalid, not
+    /// another block.
+    CompactProposal {
+        /// The signed proposal.
+        proposal: SignedProposal,
+        /// The block (its header's id must be the proposal's `block_id`).
+        block: Box<CompactBlock>,
+    },
+    /// A node that could not rebuild a compact proposal's block (it lacks some records) asks
+    /// for it whole; the proposer answers with a [`ConsensusMessage::Proposal`].
+    BlockWanted(BlockWanted),
+}
+
+/// One record of a [`CompactBlock`].
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum CompactRecord {
+    /// Only the record's id: the receiver holds the record already.
+    Id(Hash),
+    /// The record itself (boxed, so a list of ids stays small in memory).
+    Full(Box<SignedRecord>),
+}
+
+/// A block with some records replaced by their ids.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct CompactBlock {
+    /// The header (its `record_count` must be the number of `records`).
+    pub header: BlockHeader,
+    /// The records in block order, each whole or as its id.
+    pub records: Vec<CompactRecord>,
+}
+
+impl CompactBlock {
+    /// The compact form of `block`, whose record ids are `ids` (in block order): a record
+    /// for which `by_id` says true travels as its id, any other whole.
+    pub fn new(block: &Block, ids: &[Hash], mut by_id: impl FnMut(&Hash) -> bool) -> CompactBlock {
+        let records = block
+            .records
+            .iter()
+            .zip(ids)
+            .map(|(record, id)| {
+                if by_id(id) {
+                    CompactRecord::Id(*id)
+                } else {
+                    CompactRecord::Full(Box::new(record.clone()))
+                }
+            })
+            .collect();
+        CompactBlock {
+            header: block.header.clone(),
+            records,
+        }
+    }
+
+    /// Records that travel as their ids.
+    pub fn ids_only(&self) -> usize {
+        self.records
+            .iter()
+            .filter(|r| matches!(r, CompactRecord::Id(_)))
+            .count()
+    }
+}
+
+/// A request for the whole block of a compact proposal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct BlockWanted {
+    /// The proposal's height.
+    pub height: Height,
+    /// The proposal's round.
+    pub round: Round,
+    /// The block wanted.
+    pub block_id: Hash,
 }
 
 /// A consensus message as gossiped. The nonce makes each sending a distinct gossip message, so
@@ -96,18 +172,21 @@ impl ConsensusGossip {
     }
 
     /// Decodes at most `limit` bytes (never more than [`GOSSIP_CONSENSUS_BYTES_MAX`]); a
-    /// vote alone must fit [`CONSENSUS_MESSAGE_BYTES_MAX`].
+    /// vote or a block request must fit [`CONSENSUS_MESSAGE_BYTES_MAX`].
     pub fn from_bytes(bytes: &[u8], limit: usize) -> Result<ConsensusGossip, DecodeError> {
         let gossip: ConsensusGossip = decode(
             "consensus message",
             bytes,
             limit.min(GOSSIP_CONSENSUS_BYTES_MAX),
         )?;
-        if matches!(gossip.message, ConsensusMessage::Vote(_))
-            && bytes.len() > CONSENSUS_MESSAGE_BYTES_MAX
-        {
+        let small = match gossip.message {
+            ConsensusMessage::Vote(_) => Some("vote"),
+            ConsensusMessage::BlockWanted(_) => Some("block request"),
+            ConsensusMessage::Proposal { .. } | ConsensusMessage::CompactProposal { .. } => None,
+        };
+        if let Some(what) = small.filter(|_| bytes.len() > CONSENSUS_MESSAGE_BYTES_MAX) {
             return Err(DecodeError::TooLarge {
-                what: "vote",
+                what,
                 actual: bytes.len(),
                 limit: CONSENSUS_MESSAGE_BYTES_MAX,
             });
@@ -185,6 +264,135 @@ impl SyncResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::block::{Proposal, Vote, VoteKind};
+    use crate::ids::{BranchId, Date, MemberId};
+    use crate::record::{Record, RecordBody, StudyForm, StudySession};
+    use branchledger_crypto::Keypair;
+
+    /// A block of two records, its compact form (the first by id), and a proposal of it.
+    fn compact_sample() -> (Block, CompactBlock, SignedProposal) {
+        let key = Keypair::from_seed([7; 32]);
+        let records: Vec<SignedRecord> = (0..2)
+            .map(|nonce| {
+                Record {
+                    chain_id: "wire-test".into(),
+                    branch_id: BranchId("b0".into()),
+                    created_at_ms: 1,
+                    nonce,
+                    body: RecordBody::StudySession(StudySession {
+                        member_id: MemberId("m-1".into()),
+                        material: "handbook".into(),
+                        minutes: 30,
+                        form: StudyForm::Group,
+                        occurred_on: Date::new(2025, 3, 1),
+                    }),
+                }
+                .sign(&key)
+            })
+            .collect();
+        let ids: Vec<Hash> = records.iter().map(SignedRecord::id).collect();
+        let block = Block {
+            header: BlockHeader {
+                chain_id: "wire-test".into(),
+                height: 3,
+                time_ms: 1,
+                prev_block_id: Hash::ZERO,
+                records_root: crate::merkle::root(&ids),
+                record_count: 2,
+                state_digest: Hash::ZERO,
+                proposer_index: 0,
+                validator_set_id: Hash::ZERO,
+            },
+            records,
+        };
+        let first = ids[0];
+        let compact = CompactBlock::new(&block, &ids, |id| *id == first);
+        let proposal = Proposal {
+            height: 3,
+            round: 0,
+            block_id: block.id(),
+            valid_round: None,
+            proposer_index: 0,
+        }
+        .sign("wire-test", &key);
+        (block, compact, proposal)
+    }
+
+    #[test]
+    fn a_compact_block_names_the_chosen_records_by_id_and_round_trips() {
+        let (block, compact, proposal) = compact_sample();
+        assert_eq!(compact.ids_only(), 1);
+        assert_eq!(compact.records[0], CompactRecord::Id(block.records[0].id()));
+        assert_eq!(
+            compact.records[1],
+            CompactRecord::Full(Box::new(block.records[1].clone()))
+        );
+        assert_eq!(compact.header, block.header);
+        let gossip = ConsensusGossip {
+            nonce: 5,
+            message: ConsensusMessage::CompactProposal {
+                proposal,
+                block: Box::new(compact),
+            },
+        };
+        let bytes = gossip.to_bytes();
+        let whole = ConsensusGossip {
+            nonce: 5,
+            message: ConsensusMessage::Proposal {
+                proposal,
+                block: Box::new(block),
+            },
+        };
+        assert!(bytes.len() < whole.to_bytes().len());
+        assert_eq!(ConsensusGossip::from_bytes(&bytes, usize::MAX), Ok(gossip));
+        let mut trailing = bytes;
+        trailing.push(0);
+        assert!(ConsensusGossip::from_bytes(&trailing, usize::MAX).is_err());
+    }
+
+    #[test]
+    fn consensus_messages_keep_their_tags() {
+        let (block, compact, proposal) = compact_sample();
+        let vote = Vote {
+            height: 3,
+            round: 0,
+            kind: VoteKind::Prevote,
+            block_id: Some(block.id()),
+            validator_index: 0,
+        }
+        .sign("wire-test", &Keypair::from_seed([7; 32]));
+        let wanted = BlockWanted {
+            height: 3,
+            round: 0,
+            block_id: block.id(),
+        };
+        // The tag follows the 8-byte nonce; the first two are those of earlier versions.
+        let messages = [
+            ConsensusMessage::Proposal {
+                proposal,
+                block: Box::new(block),
+            },
+            ConsensusMessage::Vote(vote),
+            ConsensusMessage::CompactProposal {
+                proposal,
+                block: Box::new(compact),
+            },
+            ConsensusMessage::BlockWanted(wanted),
+        ];
+        for (tag, message) in messages.into_iter().enumerate() {
+            let bytes = ConsensusGossip { nonce: 0, message }.to_bytes();
+            assert_eq!(usize::from(bytes[8]), tag);
+        }
+        // A request with bytes after it is refused.
+        let mut padded = ConsensusGossip {
+            nonce: 0,
+            message: ConsensusMessage::BlockWanted(wanted),
+        }
+        .to_bytes();
+        padded.push(0);
+        assert!(ConsensusGossip::from_bytes(&padded, usize::MAX).is_err());
+    }
 
     #[test]
     fn sync_requests_are_bounded() {

@@ -113,6 +113,34 @@ pub struct StepReport {
     pub gossip_record_bytes_per_record: f64,
     /// The same on the consensus topic (proposals with their blocks, votes).
     pub gossip_consensus_bytes_per_record: f64,
+    /// Compact proposals over the step, all nodes together, by outcome (the nodes'
+    /// `branchd_compact_proposals_total`): sent, rebuilt at once, block asked for whole,
+    /// requests answered.
+    pub compact_proposals: CompactOutcomes,
+}
+
+/// Counts of [`StepReport::compact_proposals`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CompactOutcomes {
+    /// Sent by proposers.
+    pub sent: u64,
+    /// Received and rebuilt from the mempool at once.
+    pub rebuilt: u64,
+    /// Received lacking records: the block was asked for whole.
+    pub wanted: u64,
+    /// Requests for a whole block answered.
+    pub answered: u64,
+}
+
+impl CompactOutcomes {
+    fn since(self, before: CompactOutcomes) -> CompactOutcomes {
+        CompactOutcomes {
+            sent: self.sent.saturating_sub(before.sent),
+            rebuilt: self.rebuilt.saturating_sub(before.rebuilt),
+            wanted: self.wanted.saturating_sub(before.wanted),
+            answered: self.answered.saturating_sub(before.answered),
+        }
+    }
 }
 
 /// Clock ticks per second of `/proc/PID/stat`'s times (`USER_HZ`, 100 on every Linux ABI).
@@ -218,17 +246,48 @@ pub fn gossip_received_bytes(metrics: &str, topic: &str) -> u64 {
         .sum()
 }
 
-/// Gossip bytes all the nodes have received so far: (records topic, consensus topic).
-fn gossip_bytes(metrics: &[std::net::SocketAddr]) -> (u64, u64) {
-    metrics.iter().filter_map(|address| scrape(*address)).fold(
-        (0, 0),
-        |(records, consensus), text| {
-            (
-                records + gossip_received_bytes(&text, "records"),
-                consensus + gossip_received_bytes(&text, "consensus"),
-            )
-        },
-    )
+/// The value of the counter series `series` (name and labels, exactly as exposed), from a
+/// node's metrics text (0 if it is not there yet).
+pub fn counter_value(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .filter(|(name, _)| *name == series)
+        .filter_map(|(_, value)| value.trim().parse::<f64>().ok())
+        .map(|value| value as u64)
+        .sum()
+}
+
+/// What the nodes' metrics say so far, all nodes together.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counters {
+    /// Gossip bytes received on the records topic.
+    records_bytes: u64,
+    /// Gossip bytes received on the consensus topic.
+    consensus_bytes: u64,
+    compact: CompactOutcomes,
+}
+
+fn counters(metrics: &[std::net::SocketAddr]) -> Counters {
+    let compact = |text: &str, outcome: &str| {
+        counter_value(
+            text,
+            &format!("branchd_compact_proposals_total{{outcome=\"{outcome}\"}}"),
+        )
+    };
+    metrics
+        .iter()
+        .filter_map(|address| scrape(*address))
+        .fold(Counters::default(), |sum, text| Counters {
+            records_bytes: sum.records_bytes + gossip_received_bytes(&text, "records"),
+            consensus_bytes: sum.consensus_bytes + gossip_received_bytes(&text, "consensus"),
+            compact: CompactOutcomes {
+                sent: sum.compact.sent + compact(&text, "sent"),
+                rebuilt: sum.compact.rebuilt + compact(&text, "rebuilt"),
+                wanted: sum.compact.wanted + compact(&text, "wanted"),
+                answered: sum.compact.answered + compact(&text, "answered"),
+            },
+        })
 }
 
 /// Longest wait for the mempools to drain between steps.
@@ -361,7 +420,7 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
     let mut load = |rate: u64| -> Result<StepReport> {
         runtime.block_on(drained(&network.apis))?;
         let cpu_before = nodes_cpu_ns();
-        let gossip_before = gossip_bytes(&metrics);
+        let before = counters(&metrics);
         eprintln!("bench: offering {rate} records/s for {} s", args.seconds);
         let output = Command::new(&exe)
             .args(["bench", "load", "--net"])
@@ -382,7 +441,7 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
             );
         }
         let node_cpu_seconds = nodes_cpu_ns().saturating_sub(cpu_before) as f64 / 1e9;
-        let gossip_after = gossip_bytes(&metrics);
+        let after = counters(&metrics);
         let report: LoadReport = serde_json::from_slice(&output.stdout)
             .context("reading the load generator's report")?;
         let per_record_and_node = |total: f64| {
@@ -394,11 +453,13 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
         };
         let node_cpu_us_per_record = per_record_and_node(node_cpu_seconds * 1e6);
         let gossip_record_bytes_per_record =
-            per_record_and_node(gossip_after.0.saturating_sub(gossip_before.0) as f64);
-        let gossip_consensus_bytes_per_record =
-            per_record_and_node(gossip_after.1.saturating_sub(gossip_before.1) as f64);
+            per_record_and_node(after.records_bytes.saturating_sub(before.records_bytes) as f64);
+        let gossip_consensus_bytes_per_record = per_record_and_node(
+            after.consensus_bytes.saturating_sub(before.consensus_bytes) as f64,
+        );
+        let compact_proposals = after.compact.since(before.compact);
         eprintln!(
-            "bench:   committed {:.0}/s, lost {}, full {}, p50 {:.0} ms, p99 {:.0} ms, {:.1} µs of node CPU per record and node; gossip received per record and node {:.0} B of records, {:.0} B of consensus; generator {:.1} s of CPU, host {:.2} cores busy",
+            "bench:   committed {:.0}/s, lost {}, full {}, p50 {:.0} ms, p99 {:.0} ms, {:.1} µs of node CPU per record and node; gossip received per record and node {:.0} B of records, {:.0} B of consensus; compact proposals {} sent, {} rebuilt, {} wanted, {} answered; generator {:.1} s of CPU, host {:.2} cores busy",
             report.committed_per_second,
             report.lost,
             report.refused_full,
@@ -407,6 +468,10 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
             node_cpu_us_per_record,
             gossip_record_bytes_per_record,
             gossip_consensus_bytes_per_record,
+            compact_proposals.sent,
+            compact_proposals.rebuilt,
+            compact_proposals.wanted,
+            compact_proposals.answered,
             report.generator_cpu_seconds,
             report.host_busy_cores
         );
@@ -416,6 +481,7 @@ pub fn run(args: &ClusterArgs) -> Result<()> {
             node_cpu_us_per_record,
             gossip_record_bytes_per_record,
             gossip_consensus_bytes_per_record,
+            compact_proposals,
         })
     };
     let rates = if args.rates.is_empty() {
@@ -526,6 +592,21 @@ branchd_gossipsub_topic_msg_sent_bytes_total{hash=\"/branchledger/c/records/1\"}
         assert_eq!(gossip_received_bytes(text, "consensus"), 4_258);
         assert_eq!(gossip_received_bytes(text, "other"), 0);
         assert_eq!(gossip_received_bytes("", "records"), 0);
+    }
+
+    #[test]
+    fn a_counter_is_read_by_its_exact_series() {
+        let text = "\
+# TYPE branchd_compact_proposals counter
+branchd_compact_proposals_total{outcome=\"sent\"} 12
+branchd_compact_proposals_total{outcome=\"wanted\"} 3
+branchd_compact_proposals_total{outcome=\"wanted_other\"} 5
+";
+        let series =
+            |outcome: &str| format!("branchd_compact_proposals_total{{outcome=\"{outcome}\"}}");
+        assert_eq!(counter_value(text, &series("sent")), 12);
+        assert_eq!(counter_value(text, &series("wanted")), 3);
+        assert_eq!(counter_value(text, &series("answered")), 0);
     }
 
     #[test]
