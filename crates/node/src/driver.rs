@@ -506,7 +506,7 @@ impl Driver {
             // Held already: proposed in an earlier round, or answered whole.
             return self.proposed(proposal, None, now, net);
         }
-        let block = match self.rebuild(compact) {
+        let block = match self.rebuild(compact, p.round) {
             Ok(block) => {
                 self.compact.rebuilt += 1;
                 Some(block)
@@ -524,13 +524,7 @@ impl Driver {
                     round: p.round,
                     block_id: p.block_id,
                 }));
-                self.hold_pending(
-                    p.block_id,
-                    PendingBlock {
-                        round: p.round,
-                        ..*pending
-                    },
-                );
+                self.hold_pending(p.block_id, *pending);
                 None
             }
         };
@@ -651,8 +645,8 @@ impl Driver {
         Ok(())
     }
 
-    /// The block of a compact proposal from the records pending here, or what is missing.
-    fn rebuild(&self, compact: CompactBlock) -> Result<Block, Box<PendingBlock>> {
+    /// The block of a compact proposal of `round` from the records here, or what is missing.
+    fn rebuild(&self, compact: CompactBlock, round: Round) -> Result<Block, Box<PendingBlock>> {
         let mut records = Vec::with_capacity(compact.records.len());
         let mut missing: HashMap<Hash, Vec<usize>> = HashMap::new();
         for (position, record) in compact.records.into_iter().enumerate() {
@@ -675,7 +669,7 @@ impl Driver {
             });
         }
         Err(Box::new(PendingBlock {
-            round: 0,
+            round,
             header: compact.header,
             records,
             missing,
