@@ -1713,22 +1713,35 @@ mod tests {
         assert_same_chain_with(&cluster, &more);
     }
 
-    #[test]
-    fn a_validator_lacking_the_records_of_a_compact_proposal_gets_its_block_whole() {
+    /// Four validators without block sync (only consensus brings a block), messages routed
+    /// by `route`, a member's join and study session submitted to validator 2, and the
+    /// validators of `committing` run until they commit them.
+    fn submitted_without_sync(
+        route: Router,
+        committing: std::ops::Range<usize>,
+    ) -> (Cluster, Vec<SignedRecord>) {
         let mut cluster = Cluster::new(4, 0);
-        // Only consensus can bring validator 3 the block: no records topic, no block sync.
         cluster.sync = false;
-        cluster.route = Box::new(|to, message| match message {
-            Outbound::Records(_) if to == 3 => Route::Drop,
-            _ => Route::Deliver,
-        });
+        cluster.route = route;
         let records = vec![join(&cluster, "m1", 1), study(&cluster, "m1", 2)];
         cluster.submit(2, records.clone());
         assert!(
-            cluster.run_until(Duration::from_secs(30), |c| (0..4)
+            cluster.run_until(Duration::from_secs(30), |c| committing
+                .clone()
                 .all(|i| c.height(i) >= 1)),
-            "validator 3 did not commit"
+            "validators {committing:?} did not commit"
         );
+        (cluster, records)
+    }
+
+    #[test]
+    fn a_validator_lacking_the_records_of_a_compact_proposal_gets_its_block_whole() {
+        // Validator 3 never hears the records topic.
+        let route: Router = Box::new(|to, message| match message {
+            Outbound::Records(_) if to == 3 => Route::Drop,
+            _ => Route::Deliver,
+        });
+        let (mut cluster, records) = submitted_without_sync(route, 0..4);
         let counts = compact_counts(&mut cluster);
         assert_eq!(counts[3].wanted, 1, "{counts:?}");
         assert_eq!(
@@ -1744,21 +1757,13 @@ mod tests {
 
     #[test]
     fn a_compact_proposal_waiting_for_records_is_completed_by_the_records_topic() {
-        let mut cluster = Cluster::new(4, 0);
-        cluster.sync = false;
         // Validator 3 gets the records late and never a whole block.
-        cluster.route = Box::new(|to, message| match message {
+        let route: Router = Box::new(|to, message| match message {
             Outbound::Records(_) if to == 3 => Route::Hold,
             Outbound::Proposal(..) if to == 3 => Route::Drop,
             _ => Route::Deliver,
         });
-        let records = vec![join(&cluster, "m1", 1), study(&cluster, "m1", 2)];
-        cluster.submit(2, records.clone());
-        assert!(
-            cluster.run_until(Duration::from_secs(30), |c| (0..3)
-                .all(|i| c.height(i) >= 1)),
-            "the other three did not commit"
-        );
+        let (mut cluster, records) = submitted_without_sync(route, 0..3);
         assert_eq!(cluster.height(3), 0);
         assert_eq!(compact_counts(&mut cluster)[3].wanted, 1);
         cluster.route = Box::new(|to, message| match message {
