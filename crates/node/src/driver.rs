@@ -1608,14 +1608,8 @@ mod tests {
 
     #[test]
     fn four_validators_commit_submitted_records_into_identical_chains() {
-        let mut cluster = Cluster::new(4, 0);
-        let records = vec![join(&cluster, "m1", 1), study(&cluster, "m1", 2)];
-        cluster.submit(2, records.clone());
-        assert!(
-            cluster.run_until(Duration::from_secs(30), |c| (0..4)
-                .all(|i| c.height(i) >= 1)),
-            "no commit"
-        );
+        let (mut cluster, records) =
+            submitted_to_validator_2(Box::new(|_, _| Route::Deliver), true, 0..4);
         cluster.submit(0, vec![study(&cluster, "m1", 3)]);
         assert!(
             cluster.run_until(Duration::from_secs(30), |c| (0..4)
@@ -1677,15 +1671,9 @@ mod tests {
 
     #[test]
     fn a_proposal_names_records_from_peers_by_id_and_the_others_rebuild_its_block() {
-        let mut cluster = Cluster::new(4, 0);
         // Height 1's proposer is validator 1; the records come from validator 2's clients.
-        let records = vec![join(&cluster, "m1", 1), study(&cluster, "m1", 2)];
-        cluster.submit(2, records.clone());
-        assert!(
-            cluster.run_until(Duration::from_secs(30), |c| (0..4)
-                .all(|i| c.height(i) >= 1)),
-            "no commit"
-        );
+        let (mut cluster, records) =
+            submitted_to_validator_2(Box::new(|_, _| Route::Deliver), true, 0..4);
         let counts = compact_counts(&mut cluster);
         assert_eq!((counts[1].sent, counts[1].ids_sent), (1, 2), "{counts:?}");
         for i in [0, 2, 3] {
@@ -1713,15 +1701,16 @@ mod tests {
         assert_same_chain_with(&cluster, &more);
     }
 
-    /// Four validators without block sync (only consensus brings a block), messages routed
-    /// by `route`, a member's join and study session submitted to validator 2, and the
+    /// Four validators, messages routed by `route`, block sync on or off (then only consensus
+    /// brings a block), a member's join and study session submitted to validator 2, and the
     /// validators of `committing` run until they commit them.
-    fn submitted_without_sync(
+    fn submitted_to_validator_2(
         route: Router,
+        sync: bool,
         committing: std::ops::Range<usize>,
     ) -> (Cluster, Vec<SignedRecord>) {
         let mut cluster = Cluster::new(4, 0);
-        cluster.sync = false;
+        cluster.sync = sync;
         cluster.route = route;
         let records = vec![join(&cluster, "m1", 1), study(&cluster, "m1", 2)];
         cluster.submit(2, records.clone());
@@ -1741,7 +1730,7 @@ mod tests {
             Outbound::Records(_) if to == 3 => Route::Drop,
             _ => Route::Deliver,
         });
-        let (mut cluster, records) = submitted_without_sync(route, 0..4);
+        let (mut cluster, records) = submitted_to_validator_2(route, false, 0..4);
         let counts = compact_counts(&mut cluster);
         assert_eq!(counts[3].wanted, 1, "{counts:?}");
         assert_eq!(
@@ -1763,7 +1752,7 @@ mod tests {
             Outbound::Proposal(..) if to == 3 => Route::Drop,
             _ => Route::Deliver,
         });
-        let (mut cluster, records) = submitted_without_sync(route, 0..3);
+        let (mut cluster, records) = submitted_to_validator_2(route, false, 0..3);
         assert_eq!(cluster.height(3), 0);
         assert_eq!(compact_counts(&mut cluster)[3].wanted, 1);
         cluster.route = Box::new(|to, message| match message {
