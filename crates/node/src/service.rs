@@ -13,7 +13,7 @@ use branchledger_crypto::Hash;
 use branchledger_types::{Evidence, Height, SignedRecord};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use branchledger_p2p::{Client, Event, MessageId, PeerId};
+use branchledger_p2p::{Client, Event, Events, MessageId, PeerId};
 use branchledger_types::wire::ConsensusMessage;
 
 use crate::driver::{Driver, DriverError, Network, Outbound, SubmitError, Verdict};
@@ -28,6 +28,12 @@ pub const COMMAND_QUEUE: usize = 1_024;
 pub const COMMIT_WAITERS_MAX: usize = 10_000;
 /// How often the node sends its current consensus messages again.
 pub const REBROADCAST_INTERVAL: Duration = Duration::from_secs(2);
+/// Most urgent network events (consensus messages, sync answers, peers coming and going)
+/// the node loop handles in a row before it serves its other inputs (client commands, record
+/// batches, timers) again. Urgent events go first, so that a vote never waits behind the
+/// signature checks of queued record batches; this bound keeps a burst of them from starving
+/// the rest.
+pub const URGENT_EVENTS_IN_A_ROW_MAX: usize = 64;
 
 /// A request to the node loop.
 pub enum Command {
@@ -107,7 +113,7 @@ pub struct PeerLink {
     /// Commands to the network.
     pub client: Client,
     /// Events from the network.
-    pub events: mpsc::Receiver<Event>,
+    pub events: Events,
     /// Sync requests to answer.
     pub serve: mpsc::Sender<ServeRequest>,
 }
@@ -238,12 +244,18 @@ impl NodeLoop {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), DriverError> {
         tokio::pin!(shutdown);
-        // Without a network, a channel that never yields stands in for its events.
+        // Without a network, channels that never yield stand in for its events.
         let (_no_events, mut events, client, serve) = match link {
             Some(link) => (None, link.events, Some(link.client), Some(link.serve)),
             None => {
-                let (tx, rx) = mpsc::channel(1);
-                (Some(tx), rx, None, None)
+                let (urgent_tx, urgent) = mpsc::channel(1);
+                let (records_tx, records) = mpsc::channel(1);
+                (
+                    Some((urgent_tx, records_tx)),
+                    Events { urgent, records },
+                    None,
+                    None,
+                )
             }
         };
         let mut net: Box<dyn Network + Send> = match &client {
@@ -259,6 +271,18 @@ impl NodeLoop {
         let mut rebroadcast_height = None;
         let mut probe = tokio::time::interval(SYNC_PROBE_INTERVAL);
         loop {
+            // Urgent events first: each one handled may be the vote that decides the height.
+            let mut urgent = 0;
+            while urgent < URGENT_EVENTS_IN_A_ROW_MAX {
+                let Ok(event) = events.urgent.try_recv() else {
+                    break;
+                };
+                urgent += 1;
+                if let (Some(client), Some(serve)) = (&client, &serve) {
+                    self.handle_event(event, &mut *net, client, serve)?;
+                }
+                self.after_step();
+            }
             let deadline = self
                 .driver
                 .next_deadline()
@@ -270,7 +294,12 @@ impl NodeLoop {
                     Some(command) => self.handle(command, &mut *net)?,
                     None => break,
                 },
-                Some(event) = events.recv() => {
+                Some(event) = events.urgent.recv() => {
+                    if let (Some(client), Some(serve)) = (&client, &serve) {
+                        self.handle_event(event, &mut *net, client, serve)?;
+                    }
+                }
+                Some(event) = events.records.recv() => {
                     if let (Some(client), Some(serve)) = (&client, &serve) {
                         self.handle_event(event, &mut *net, client, serve)?;
                     }
@@ -674,6 +703,19 @@ mod tests {
         dir: &std::path::Path,
         now_ms: u64,
     ) -> (NodeHandle, Arc<Metrics>, oneshot::Sender<()>, Stopped) {
+        let (handle, metrics, node) = node(dir, now_ms);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            node.run(None, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        (handle, metrics, stop, task)
+    }
+
+    /// A one-validator node over a store in `dir`, not yet running.
+    fn node(dir: &std::path::Path, now_ms: u64) -> (NodeHandle, Arc<Metrics>, NodeLoop) {
         let genesis = Arc::new(genesis(now_ms));
         let store = Arc::new(RocksStore::open(&dir.join("store")).expect("store"));
         let driver = Driver::new(
@@ -687,25 +729,23 @@ mod tests {
         .expect("driver");
         let metrics = Arc::new(Metrics::new());
         let (handle, node) = new(driver, metrics.clone());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            node.run(None, async {
-                let _ = stopped.await;
-            })
-            .await
-        });
-        (handle, metrics, stop, task)
+        (handle, metrics, node)
     }
 
     /// The joining of member `m1`, signed by branch `b0`.
     fn joining(now_ms: u64) -> SignedRecord {
+        joining_of(now_ms, 1)
+    }
+
+    /// The joining of member `m<n>`, signed by branch `b0`.
+    fn joining_of(now_ms: u64, n: u64) -> SignedRecord {
         Record {
             chain_id: "service-test".into(),
             branch_id: BranchId("b0".into()),
             created_at_ms: now_ms,
-            nonce: 1,
+            nonce: n,
             body: RecordBody::MemberJoined(MemberJoined {
-                member_id: MemberId("m1".into()),
+                member_id: MemberId(format!("m{n}")),
                 joined_on: Date::from_unix_ms(now_ms),
                 status: MemberStatus::Full,
                 mobile: false,
@@ -777,5 +817,78 @@ mod tests {
         assert_eq!(answer, Some(Ok(1)));
         let _ = stop.send(());
         task.await.expect("task").expect("clean stop");
+    }
+
+    #[tokio::test]
+    async fn consensus_messages_go_before_the_record_batches_queued_ahead_of_them() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let now_ms = crate::devnet::now_ms();
+        let (_handle, metrics, node) = node(dir.path(), now_ms);
+        // A network client whose event loop never runs: the node's reports wait in its queue.
+        let mut registry = prometheus_client::registry::Registry::default();
+        let (client, _unused, _event_loop) = branchledger_p2p::new(
+            branchledger_p2p::Config {
+                node_key_seed: [40; 32],
+                chain_id: "service-test".into(),
+                listen: "/ip4/127.0.0.1/tcp/0".parse().expect("address"),
+                peers: vec![],
+                allowed: vec![],
+                consensus_bytes_max: 1 << 20,
+            },
+            &mut registry,
+        )
+        .expect("network");
+        let (urgent_tx, urgent) = mpsc::channel(16);
+        let (records_tx, records) = mpsc::channel(16);
+        let (serve, _serving) = mpsc::channel(1);
+        let source = PeerId::random();
+        // Record batches arrive first, then a vote.
+        for n in 0..8u8 {
+            records_tx
+                .try_send(Event::Records {
+                    source,
+                    message_id: MessageId::from(vec![n]),
+                    records: vec![joining_of(now_ms, u64::from(n) + 1)],
+                })
+                .expect("queued");
+        }
+        let vote = branchledger_types::Vote {
+            height: 1,
+            round: 0,
+            kind: branchledger_types::VoteKind::Prevote,
+            block_id: None,
+            validator_index: 0,
+        }
+        .sign("service-test", &Keypair::from_seed([10; 32]));
+        urgent_tx
+            .try_send(Event::Consensus {
+                source,
+                message_id: MessageId::from(vec![99]),
+                message: ConsensusMessage::Vote(vote),
+            })
+            .expect("queued");
+        // Told to stop at once, the loop handles what it takes first and then stops: at most
+        // one record batch, and the vote before any of them.
+        let link = PeerLink {
+            client,
+            events: Events { urgent, records },
+            serve,
+        };
+        node.run(Some(link), std::future::ready(()))
+            .await
+            .expect("run");
+        let handled = |topic: &'static str| -> u64 {
+            ["accept", "reject", "ignore"]
+                .into_iter()
+                .map(|verdict| {
+                    metrics
+                        .gossip_verdicts
+                        .get_or_create(&crate::metrics::VerdictLabels { topic, verdict })
+                        .get()
+                })
+                .sum()
+        };
+        assert_eq!(handled("consensus"), 1, "the vote went first");
+        assert!(handled("records") <= 1, "{} record batches", handled("records"));
     }
 }

@@ -55,6 +55,8 @@ pub struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
+    /// Record batches, apart from the other events ([`crate::RECORD_EVENT_QUEUE`]).
+    record_events: mpsc::Sender<Event>,
     records_topic: IdentTopic,
     consensus_topic: IdentTopic,
     protocol_version: String,
@@ -86,6 +88,7 @@ impl EventLoop {
         config: Config,
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<Event>,
+        record_events: mpsc::Sender<Event>,
         registry: &mut Registry,
     ) -> Result<EventLoop, P2pError> {
         let keypair = libp2p::identity::Keypair::ed25519_from_bytes(config.node_key_seed)
@@ -211,6 +214,7 @@ impl EventLoop {
             swarm,
             commands,
             events,
+            record_events,
             records_topic,
             consensus_topic,
             protocol_version,
@@ -424,6 +428,25 @@ impl EventLoop {
         let _ = self.events.send(event).await;
     }
 
+    /// Hands a record batch to the node, or, if its queue of them is full, ignores it: the
+    /// event loop never waits on records, so votes and proposals keep flowing to a node that
+    /// cannot keep up with them ([`crate::RECORD_EVENT_QUEUE`]).
+    fn emit_records(&mut self, event: Event) {
+        let Err(mpsc::error::TrySendError::Full(Event::Records {
+            source, message_id, ..
+        })) = self.record_events.try_send(event)
+        else {
+            // Queued, or the node stopped.
+            return;
+        };
+        self.metrics.record_batches_shed.inc();
+        tracing::debug!(peer = %source, "record batch ignored: the node's queue of them is full");
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&message_id, &source, MessageAcceptance::Ignore);
+    }
+
     async fn handle_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         self.libp2p_metrics.record(&event);
         match event {
@@ -518,6 +541,7 @@ impl EventLoop {
             Err(("topic", format!("unknown topic {}", message.topic)))
         };
         match event {
+            Ok(event @ Event::Records { .. }) => self.emit_records(event),
             Ok(event) => self.emit(event).await,
             Err((kind, reason)) => {
                 tracing::debug!(peer = %propagation_source, kind, %reason, "undecodable gossip rejected");

@@ -4,7 +4,9 @@
 //! sync.
 //!
 //! The shape is that of rust-libp2p's `file-sharing` example: a cloneable [`Client`] sends
-//! commands, an [`EventLoop`] owns the swarm, and [`Event`]s come out on a bounded channel.
+//! commands, an [`EventLoop`] owns the swarm, and [`Event`]s come out on two bounded channels
+//! ([`Events`]): record batches on their own, so that consensus messages, sync answers and
+//! peer changes never wait behind them.
 //!
 //! What it guarantees:
 //! - only peers whose ids are in the allow list (genesis) may connect; any other connection is
@@ -14,7 +16,10 @@
 //!   sender with too many such messages is disconnected and refused for a while;
 //! - every queue is bounded: commands, events, and records waiting to be gossiped
 //!   ([`RECORDS_HELD_MAX`], [`RECORDS_HELD_BYTES_MAX`]); commands and events are counted in
-//!   messages, and [`COMMAND_QUEUE`] and [`EVENT_QUEUE`] say what that means in memory;
+//!   messages, and [`COMMAND_QUEUE`], [`EVENT_QUEUE`] and [`RECORD_EVENT_QUEUE`] say what that
+//!   means in memory. A full event queue holds the swarm back (back-pressure); a full queue of
+//!   record batches does not: further batches are ignored and counted, so a node that cannot
+//!   keep up with the records still hears every vote;
 //! - block sync answers at most [`SYNC_SERVING_MAX`] requests at once, one per peer, each
 //!   until its answer is sent, so answers in flight hold at most [`SYNC_ANSWERS_BYTES_MAX`];
 //! - a stranger cannot hold incoming handshakes open for long ([`INBOUND_HANDSHAKE_TIMEOUT`]),
@@ -62,7 +67,8 @@ pub use metrics::P2pMetrics;
 ///
 /// [`GOSSIP_CONSENSUS_BYTES_MAX`]: branchledger_types::wire::GOSSIP_CONSENSUS_BYTES_MAX
 pub const COMMAND_QUEUE: usize = 8_192;
-/// Events waiting for the node; beyond this the event loop waits (back-pressure on the swarm).
+/// Events other than record batches waiting for the node ([`Events::urgent`]); beyond this the
+/// event loop waits (back-pressure on the swarm).
 ///
 /// Counted in events, not bytes. The largest event is a proposal with its block (at most the
 /// chain's `consensus_bytes_max`, itself at most [`GOSSIP_CONSENSUS_BYTES_MAX`], about
@@ -71,13 +77,24 @@ pub const COMMAND_QUEUE: usize = 8_192;
 /// which it keeps to one in flight); a sync request is a few bytes. The worst case is
 /// therefore `EVENT_QUEUE` proposals, `EVENT_QUEUE * consensus_bytes_max` (about 128 GiB at the
 /// largest block limit), if allowed peers send distinct proposals faster than the node judges
-/// them; record batches alone take at most 8 GiB. libp2p buffers a few more messages per
-/// connection. Only allowed peers can send, and invalid messages get a peer banned
-/// ([`PENALTY_THRESHOLD`]).
+/// them. libp2p buffers a few more messages per connection. Only allowed peers can send, and
+/// invalid messages get a peer banned ([`PENALTY_THRESHOLD`]).
 ///
 /// [`GOSSIP_CONSENSUS_BYTES_MAX`]: branchledger_types::wire::GOSSIP_CONSENSUS_BYTES_MAX
-/// [`GOSSIP_RECORDS_BYTES_MAX`]: branchledger_types::wire::GOSSIP_RECORDS_BYTES_MAX
 pub const EVENT_QUEUE: usize = 4_096;
+/// Record batches from the records topic waiting for the node ([`Events::records`]). Past it a
+/// further batch is not queued: it is reported [`Verdict::Ignore`] (not forwarded, not held
+/// against its sender) and counted (`p2p_record_batches_shed`), and the event loop goes on, so
+/// consensus messages never wait for room behind records. A record shed here is not lost: its
+/// origin holds it in its mempool, and a proposal naming it brings the block whole
+/// (docs/consensus.md, compact proposals).
+///
+/// A batch is at most [`GOSSIP_RECORDS_BYTES_MAX`] (2 MiB), so queued batches take at most
+/// 2 GiB; at the batches nodes actually send (a client's `SubmitBatch` of up to a few hundred
+/// records) far less. 1 024 batches of 100 records are twice a default mempool.
+///
+/// [`GOSSIP_RECORDS_BYTES_MAX`]: branchledger_types::wire::GOSSIP_RECORDS_BYTES_MAX
+pub const RECORD_EVENT_QUEUE: usize = 1_024;
 /// How often records waiting to be gossiped are sent as one batch.
 pub const RECORD_FLUSH_INTERVAL: Duration = Duration::from_millis(5);
 /// Most records held for gossip while no peer is subscribed; older ones are dropped (they stay
@@ -387,20 +404,53 @@ impl Client {
     }
 }
 
-/// Builds the network: the client, the event stream, and the event loop to spawn. The event
-/// loop has already started listening; its first event is [`Event::Listening`].
+/// What the network tells the node, on two queues: record batches ([`Event::Records`]) on
+/// their own, every other event in order on the other.
+#[derive(Debug)]
+pub struct Events {
+    /// Every event but record batches, in the order they happened: consensus messages, sync
+    /// requests and answers, peers coming and going ([`EVENT_QUEUE`]).
+    pub urgent: mpsc::Receiver<Event>,
+    /// Record batches ([`RECORD_EVENT_QUEUE`]).
+    pub records: mpsc::Receiver<Event>,
+}
+
+impl Events {
+    /// The next event, an urgent one first if any is waiting; `None` once the event loop has
+    /// stopped and both queues are empty.
+    pub async fn recv(&mut self) -> Option<Event> {
+        tokio::select! {
+            biased;
+            Some(event) = self.urgent.recv() => Some(event),
+            Some(event) = self.records.recv() => Some(event),
+            else => None,
+        }
+    }
+
+    /// The next event already waiting, an urgent one first.
+    pub fn try_recv(&mut self) -> Result<Event, mpsc::error::TryRecvError> {
+        self.urgent.try_recv().or_else(|_| self.records.try_recv())
+    }
+}
+
+/// Builds the network: the client, the events, and the event loop to spawn. The event loop
+/// has already started listening; its first event is [`Event::Listening`].
 pub fn new(
     config: Config,
     registry: &mut prometheus_client::registry::Registry,
-) -> Result<(Client, mpsc::Receiver<Event>, EventLoop), P2pError> {
+) -> Result<(Client, Events, EventLoop), P2pError> {
     let (tx_commands, rx_commands) = mpsc::channel(COMMAND_QUEUE);
     let (tx_events, rx_events) = mpsc::channel(EVENT_QUEUE);
-    let event_loop = EventLoop::new(config, rx_commands, tx_events, registry)?;
+    let (tx_records, rx_records) = mpsc::channel(RECORD_EVENT_QUEUE);
+    let event_loop = EventLoop::new(config, rx_commands, tx_events, tx_records, registry)?;
     Ok((
         Client {
             commands: tx_commands,
         },
-        rx_events,
+        Events {
+            urgent: rx_events,
+            records: rx_records,
+        },
         event_loop,
     ))
 }

@@ -41,6 +41,9 @@ pub struct P2pMetrics {
     pub publish_failed: Family<TopicLabels, Counter>,
     /// Records dropped from the gossip queue while no peer was subscribed.
     pub records_dropped: Counter,
+    /// Record batches from peers not handed to the node because its queue of them was full
+    /// ([`crate::RECORD_EVENT_QUEUE`]): ignored (not forwarded, not held against the sender).
+    pub record_batches_shed: Counter,
     /// Connections refused (peer not in genesis, banned, over a limit).
     pub connections_denied: Counter,
     /// Incoming connections that failed before a peer was known (garbage instead of a
@@ -79,6 +82,11 @@ impl P2pMetrics {
             "records_dropped",
             "Records dropped from the gossip queue while no peer was subscribed",
             self.records_dropped.clone(),
+        );
+        registry.register(
+            "record_batches_shed",
+            "Record batches from peers ignored because the node's queue of them was full",
+            self.record_batches_shed.clone(),
         );
         registry.register(
             "connections_denied",

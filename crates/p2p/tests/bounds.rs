@@ -11,15 +11,15 @@ use std::time::{Duration, Instant};
 
 use branchledger_crypto::{Hash, Keypair};
 use branchledger_p2p::{
-    Client, Event, Multiaddr, PeerId, Verdict, BAN_DURATION, INBOUND_HANDSHAKE_TIMEOUT,
-    PENALTY_THRESHOLD, PENDING_INCOMING_MAX, RECORDS_HELD_BYTES_MAX, REDIAL_INTERVAL,
-    SYNC_PROTOCOL, SYNC_SERVING_MAX, USELESS_PER_PENALTY,
+    Client, Event, Events, Multiaddr, PeerId, Topic, Verdict, BAN_DURATION,
+    INBOUND_HANDSHAKE_TIMEOUT, PENALTY_THRESHOLD, PENDING_INCOMING_MAX, RECORDS_HELD_BYTES_MAX,
+    RECORD_EVENT_QUEUE, REDIAL_INTERVAL, SYNC_PROTOCOL, SYNC_SERVING_MAX, USELESS_PER_PENALTY,
 };
 use branchledger_types::record::{MemberJoined, MemberStatus};
-use branchledger_types::wire::{SyncRequest, SyncResponse};
+use branchledger_types::wire::{ConsensusMessage, RecordBatch, SyncRequest, SyncResponse};
 use branchledger_types::{
     encoded_len, Block, BlockHeader, BranchId, CommitCertificate, CommittedBlock, Date, MemberId,
-    Record, RecordBody, SignedRecord,
+    Record, RecordBody, SignedRecord, Vote, VoteKind,
 };
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, StreamExt};
 use libp2p::multiaddr::Protocol;
@@ -205,7 +205,7 @@ impl request_response::Codec for NeverReads {
 /// Serves `events` in a task: every sync request is reported on the returned channel and
 /// answered, with an answer of `big_bytes` to `big_for` and an empty one to anyone else.
 fn serve(
-    mut events: mpsc::Receiver<Event>,
+    mut events: Events,
     client: Client,
     big_for: PeerId,
     big_bytes: usize,
@@ -659,4 +659,62 @@ async fn a_peer_on_another_chain_is_disconnected_and_not_redialled_for_a_while()
         }
     }
     assert_eq!(counts.get("established"), Some(&1), "{counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_behind_on_records_still_hears_consensus_messages() {
+    let mut a = start(0, &[0, 1], &[]).await;
+    let mut b = start(1, &[0, 1], &[a.address.clone()]).await;
+    connected(&mut a, &mut b).await;
+
+    // `a` never takes its record batches. `b` sends distinct ones, each its own gossip
+    // message, until `a`'s queue of them is full and a further one is shed.
+    let deadline = Instant::now() + DEADLINE;
+    let mut nonce = 0u64;
+    while metric_value(&metrics(&a.registry), "p2p_record_batches_shed") < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no record batch shed after {nonce} sent:\n{}",
+            metrics(&a.registry)
+        );
+        for _ in 0..64 {
+            nonce += 1;
+            let batch = RecordBatch {
+                records: vec![record(nonce, 0)],
+            };
+            b.client
+                .publish_raw(Topic::Records, batch.to_bytes())
+                .expect("publish");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(a.events.records.len(), RECORD_EVENT_QUEUE);
+
+    // The event loop did not wait for room: a vote sent now reaches `a`, which reads only its
+    // urgent events (with one queue for both, the vote would sit behind the records for good).
+    let vote = Vote {
+        height: 1,
+        round: 0,
+        kind: VoteKind::Prevote,
+        block_id: None,
+        validator_index: 0,
+    }
+    .sign(CHAIN, &Keypair::from_seed([7; 32]));
+    b.client
+        .publish_consensus(ConsensusMessage::Vote(vote))
+        .expect("publish");
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        match tokio::time::timeout_at(deadline, a.events.urgent.recv()).await {
+            Ok(Some(Event::Consensus { message, .. })) => {
+                assert_eq!(message, ConsensusMessage::Vote(vote));
+                break;
+            }
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("network stopped"),
+            Err(_) => panic!("the vote did not arrive within {DEADLINE:?}"),
+        }
+    }
+    // Nothing beyond the bound was queued.
+    assert_eq!(a.events.records.len(), RECORD_EVENT_QUEUE);
 }

@@ -2,9 +2,8 @@
 
 use std::time::Duration;
 
-use branchledger_p2p::{Client, Event, Multiaddr, PeerId};
+use branchledger_p2p::{Client, Event, Events, Multiaddr, PeerId};
 use prometheus_client::registry::Registry;
-use tokio::sync::mpsc;
 
 /// Longest any awaited event or metric may take.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -14,7 +13,7 @@ pub struct Node {
     pub peer: PeerId,
     pub address: Multiaddr,
     pub client: Client,
-    pub events: mpsc::Receiver<Event>,
+    pub events: Events,
     pub registry: Registry,
 }
 
@@ -59,10 +58,7 @@ pub async fn start_on(chain: &str, i: u8, allowed: &[u8], dial: &[Multiaddr]) ->
 }
 
 /// The first event matching `wanted`, skipping others; panics after [`DEADLINE`].
-pub async fn wait_for(
-    events: &mut mpsc::Receiver<Event>,
-    wanted: impl Fn(&Event) -> bool,
-) -> Event {
+pub async fn wait_for(events: &mut Events, wanted: impl Fn(&Event) -> bool) -> Event {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         match tokio::time::timeout_at(deadline, events.recv()).await {
