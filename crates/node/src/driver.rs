@@ -991,11 +991,13 @@ impl Driver {
                     }
                 };
                 let mempool = &self.mempool;
-                let compact = CompactBlock::new(block, ids, |id| mempool.came_from_peers(id));
-                let by_id = compact.ids_only();
-                if by_id == 0 {
+                // A block of this node's own clients' records only (a one-validator chain, a
+                // proposer no peer has sent records) goes whole, without a compact copy first.
+                if !ids.iter().any(|id| mempool.came_from_peers(id)) {
                     net.broadcast(Outbound::Proposal(proposal, Box::new(block.clone())));
                 } else {
+                    let compact = CompactBlock::new(block, ids, |id| mempool.came_from_peers(id));
+                    let by_id = compact.ids_only();
                     self.compact.sent += 1;
                     self.compact.ids_sent += by_id as u64;
                     net.broadcast(Outbound::CompactProposal(proposal, Box::new(compact)));

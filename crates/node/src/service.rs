@@ -889,6 +889,10 @@ mod tests {
                 .sum()
         };
         assert_eq!(handled("consensus"), 1, "the vote went first");
-        assert!(handled("records") <= 1, "{} record batches", handled("records"));
+        assert!(
+            handled("records") <= 1,
+            "{} record batches",
+            handled("records")
+        );
     }
 }
