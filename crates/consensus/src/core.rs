@@ -113,6 +113,8 @@ pub struct Core {
     verdicts: BTreeMap<Hash, bool>,
     /// Block ids already sent to the application for validation.
     validating: BTreeSet<Hash>,
+    /// Blocks judged [`Input::NotYetValid`] in the current round: judged again from the next.
+    not_yet: BTreeSet<Hash>,
     /// Messages for `height + 1`, replayed on arrival there.
     future: Vec<Message>,
 
@@ -183,6 +185,7 @@ impl Core {
             votes,
             verdicts: BTreeMap::new(),
             validating: BTreeSet::new(),
+            not_yet: BTreeSet::new(),
             future: Vec::new(),
             prevote_timeout_scheduled: false,
             polka_seen: false,
@@ -270,6 +273,12 @@ impl Core {
             } => {
                 if self.started && height == self.height {
                     self.verdicts.entry(block_id).or_insert(valid);
+                }
+            }
+            Input::NotYetValid { height, block_id } => {
+                if self.started && height == self.height && !self.verdicts.contains_key(&block_id) {
+                    self.verdicts.insert(block_id, false);
+                    self.not_yet.insert(block_id);
                 }
             }
             Input::Committed { height } => {
@@ -372,6 +381,7 @@ impl Core {
         self.votes.count_copies = count_copies;
         self.verdicts.clear();
         self.validating.clear();
+        self.not_yet.clear();
         self.start_round(0, out);
         let future = std::mem::take(&mut self.future);
         for message in future {
@@ -386,7 +396,30 @@ impl Core {
         self.prevote_timeout_scheduled = false;
         self.polka_seen = false;
         self.precommit_timeout_scheduled = false;
+        self.judge_again_what_was_not_yet_valid(out);
         self.propose_or_wait(out);
+    }
+
+    /// A block refused in an earlier round only because it was ahead of this node's clock
+    /// ([`Input::NotYetValid`]) is judged again: now if a proposal of this round names it,
+    /// otherwise when one does.
+    fn judge_again_what_was_not_yet_valid(&mut self, out: &mut Vec<Effect>) {
+        for block_id in std::mem::take(&mut self.not_yet) {
+            self.verdicts.remove(&block_id);
+            self.validating.remove(&block_id);
+            let proposed_now = self
+                .proposals
+                .get(&self.round)
+                .is_some_and(|list| list.iter().any(|p| p.proposal.block_id == block_id));
+            if proposed_now {
+                self.validating.insert(block_id);
+                out.push(Effect::ValidateValue {
+                    height: self.height,
+                    round: self.round,
+                    block_id,
+                });
+            }
+        }
     }
 
     /// Lines 14-21: the proposer proposes; everyone arms the propose timeout.

@@ -80,6 +80,17 @@ pub enum Input {
         /// Whether the block may be decided (Algorithm 1's `valid(v)`).
         valid: bool,
     },
+    /// The application's answer to [`Effect::ValidateValue`] for a block it cannot accept
+    /// now but may later: its time is ahead of this node's clock by more than the chain
+    /// allows. `valid(v)` is false for the rest of the current round; from the next round on
+    /// the block is checked again ([`Effect::ValidateValue`]) when a proposal names it, so a
+    /// node whose clock lagged does not refuse the block for the whole height.
+    NotYetValid {
+        /// Height of the proposal.
+        height: Height,
+        /// The block.
+        block_id: Hash,
+    },
     /// The shell stored block `height` with a verified commit certificate obtained by block
     /// sync; the core moves to `height + 1` if it was not already past it.
     Committed {

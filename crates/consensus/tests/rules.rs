@@ -383,6 +383,64 @@ fn every_rule_of_algorithm_1() {
             vec![Votes(PV, Some(a())), AtStep(Step::Prevote)],
         ),
         case(
+            "L22, L26 a block ahead of this node's clock gets a nil prevote for now",
+            0,
+            |h| {
+                let p = h.proposal(0, a(), None);
+                h.feed(p);
+            },
+            |_| Input::NotYetValid {
+                height: 1,
+                block_id: a(),
+            },
+            vec![Votes(PV, None), AtStep(Step::Prevote)],
+        ),
+        case(
+            "L22 a block refused only as ahead of the clock is judged again in the next round",
+            0,
+            |h| {
+                let p = h.proposal(0, a(), None);
+                h.feed(p);
+                h.feed(Input::NotYetValid {
+                    height: 1,
+                    block_id: a(),
+                });
+                h.prevotes(&[2, 3], 1, None);
+            },
+            |h| h.proposal(1, a(), None),
+            vec![AtRound(1), NoVote, Validates(a()), AtStep(Step::Propose)],
+        ),
+        case(
+            "L22, L55 a block refused only as ahead of the clock, proposed again as the round \
+             starts, is judged again",
+            0,
+            |h| {
+                let p = h.proposal(0, a(), None);
+                h.feed(p);
+                h.feed(Input::NotYetValid {
+                    height: 1,
+                    block_id: a(),
+                });
+                h.prevotes(&[3], 1, None);
+            },
+            // Recorded while the verdict still stands; with the prevote, f + 1 messages of
+            // round 1: the round starts (L55) and judges the block again.
+            |h| h.proposal(1, a(), None),
+            vec![AtRound(1), Validates(a())],
+        ),
+        case(
+            "L26 an invalid block stays invalid for the height: nil at once in the next round",
+            0,
+            |h| {
+                let p = h.proposal(0, a(), None);
+                h.feed(p);
+                h.verdict(a(), false);
+                h.prevotes(&[2, 3], 1, None);
+            },
+            |h| h.proposal(1, a(), None),
+            vec![AtRound(1), Votes(PV, None)],
+        ),
+        case(
             "L22 a proposal whose validity is unknown waits for the verdict",
             0,
             nothing,

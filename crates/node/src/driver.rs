@@ -28,6 +28,7 @@ use branchledger_types::{
     Block, BlockHeader, CommittedBlock, Evidence, Height, Round, SignedProposal, SignedRecord,
     SignedVote,
 };
+use branchledger_verifier::VerificationError;
 
 use crate::ledger::{Ledger, LedgerError};
 use crate::mempool::{AdmitError, Mempool};
@@ -1235,6 +1236,19 @@ impl Driver {
                 self.deltas.insert(block_id, checked);
                 true
             }
+            Err(
+                error @ LedgerError::Invalid {
+                    error: VerificationError::TimeInFuture { .. },
+                    ..
+                },
+            ) => {
+                // Ahead of this node's clock: refused in this round, judged again in the next
+                // (the clock may be the one that is wrong, and catch up).
+                tracing::warn!(height, round, %block_id, %error, "proposed block refused for now");
+                self.queue
+                    .push_back(Input::NotYetValid { height, block_id });
+                return;
+            }
             Err(error) => {
                 // The reason an operator needs when heights keep going to a second round.
                 tracing::warn!(height, round, %block_id, %error, "proposed block refused");
@@ -1385,12 +1399,17 @@ mod tests {
         /// Kills node `i` (its RocksDB closes, its memory is gone) and starts it again from
         /// its data directory.
         fn restart(&mut self, i: usize) {
+            self.restart_with_clock_behind(i, 0);
+        }
+
+        /// [`Cluster::restart`], with node `i`'s clock `behind_ms` behind the others'.
+        fn restart_with_clock_behind(&mut self, i: usize, behind_ms: u64) {
             self.drivers[i] = None;
             let dir = self._dirs[i].path().to_owned();
             let store = Arc::new(RocksStore::open(&dir.join("store")).expect("reopen store"));
             let ledger = Ledger::new(self.genesis.clone(), store);
             let now = self.now;
-            let now_ms = T0 + now.duration_since(self.start).as_millis() as u64;
+            let now_ms = T0 + now.duration_since(self.start).as_millis() as u64 - behind_ms;
             let driver = Driver::new(
                 ledger,
                 Mempool::new(MempoolLimits::default()),
@@ -1701,6 +1720,53 @@ mod tests {
             "{counts:?}"
         );
         assert_same_chain_with(&cluster, &more);
+    }
+
+    #[test]
+    fn a_validator_whose_clock_lagged_prevotes_the_block_once_it_comes_again() {
+        // Validator 0's clock is 2.5 s behind (the drift allowed is 2 s): in round 0 the block
+        // is ahead of it, and it prevotes nil. Validator 3's precommits of round 0 are lost, so
+        // the round ends undecided, and in round 1 validator 2 proposes the same block again
+        // (the valid value of the others). Over a second later, validator 0 judges it anew and
+        // prevotes it.
+        let mut cluster = Cluster::new(4, 0);
+        let behind_ms = cluster.genesis.consensus.max_clock_drift_ms + 500;
+        cluster.restart_with_clock_behind(0, behind_ms);
+        cluster.route = Box::new(|_, message| match message {
+            Outbound::Vote(v)
+                if v.vote.validator_index == 3
+                    && v.vote.kind == branchledger_types::VoteKind::Precommit
+                    && v.vote.round == 0 =>
+            {
+                Route::Drop
+            }
+            _ => Route::Deliver,
+        });
+        let records = vec![join(&cluster, "m1", 1)];
+        cluster.submit(1, records.clone());
+        assert!(
+            cluster.run_until(Duration::from_secs(60), |c| (0..4)
+                .all(|i| c.height(i) >= 1)),
+            "no commit"
+        );
+        let prevotes_of_0: Vec<(Round, Option<Hash>)> = cluster
+            .votes_sent
+            .iter()
+            .filter(|(from, v)| {
+                *from == 0
+                    && v.vote.height == 1
+                    && v.vote.kind == branchledger_types::VoteKind::Prevote
+            })
+            .map(|(_, v)| (v.vote.round, v.vote.block_id))
+            .collect();
+        let committed = cluster.driver(1).ledger().store().header(1).expect("read");
+        let block_id = committed.expect("height 1").block_id();
+        assert_eq!(
+            prevotes_of_0,
+            vec![(0, None), (1, Some(block_id))],
+            "validator 0's prevotes"
+        );
+        assert_same_chain_with(&cluster, &records);
     }
 
     /// Four validators, messages routed by `route`, block sync on or off (then only consensus
