@@ -126,6 +126,16 @@ impl Harness {
         });
     }
 
+    /// Round 0's proposal of A, judged ahead of this node's clock.
+    fn a_ahead_of_the_clock_in_round_0(&mut self) {
+        let p = self.proposal(0, a(), None);
+        self.feed(p);
+        self.feed(Input::NotYetValid {
+            height: 1,
+            block_id: a(),
+        });
+    }
+
     fn timeout(&mut self, round: Round, step: Step) -> Vec<Effect> {
         self.feed(Input::Timeout {
             height: 1,
@@ -399,12 +409,7 @@ fn every_rule_of_algorithm_1() {
             "L22 a block refused only as ahead of the clock is judged again in the next round",
             0,
             |h| {
-                let p = h.proposal(0, a(), None);
-                h.feed(p);
-                h.feed(Input::NotYetValid {
-                    height: 1,
-                    block_id: a(),
-                });
+                h.a_ahead_of_the_clock_in_round_0();
                 h.prevotes(&[2, 3], 1, None);
             },
             |h| h.proposal(1, a(), None),
@@ -415,12 +420,7 @@ fn every_rule_of_algorithm_1() {
              starts, is judged again",
             0,
             |h| {
-                let p = h.proposal(0, a(), None);
-                h.feed(p);
-                h.feed(Input::NotYetValid {
-                    height: 1,
-                    block_id: a(),
-                });
+                h.a_ahead_of_the_clock_in_round_0();
                 h.prevotes(&[3], 1, None);
             },
             // Recorded while the verdict still stands; with the prevote, f + 1 messages of

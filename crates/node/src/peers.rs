@@ -270,7 +270,7 @@ pub fn read_blocks(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn peer(i: u8) -> PeerId {
@@ -278,7 +278,7 @@ mod tests {
     }
 
     /// A client whose requests go nowhere (the event loop is kept, not run).
-    fn client() -> (Client, branchledger_p2p::EventLoop) {
+    pub(crate) fn client() -> (Client, branchledger_p2p::EventLoop) {
         let mut registry = prometheus_client::registry::Registry::default();
         let (client, _events, event_loop) = branchledger_p2p::new(
             branchledger_p2p::Config {

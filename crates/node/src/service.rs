@@ -825,19 +825,7 @@ mod tests {
         let now_ms = crate::devnet::now_ms();
         let (_handle, metrics, node) = node(dir.path(), now_ms);
         // A network client whose event loop never runs: the node's reports wait in its queue.
-        let mut registry = prometheus_client::registry::Registry::default();
-        let (client, _unused, _event_loop) = branchledger_p2p::new(
-            branchledger_p2p::Config {
-                node_key_seed: [40; 32],
-                chain_id: "service-test".into(),
-                listen: "/ip4/127.0.0.1/tcp/0".parse().expect("address"),
-                peers: vec![],
-                allowed: vec![],
-                consensus_bytes_max: 1 << 20,
-            },
-            &mut registry,
-        )
-        .expect("network");
+        let (client, _event_loop) = crate::peers::tests::client();
         let (urgent_tx, urgent) = mpsc::channel(16);
         let (records_tx, records) = mpsc::channel(16);
         let (serve, _serving) = mpsc::channel(1);

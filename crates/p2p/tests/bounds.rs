@@ -19,7 +19,7 @@ use branchledger_types::record::{MemberJoined, MemberStatus};
 use branchledger_types::wire::{ConsensusMessage, RecordBatch, SyncRequest, SyncResponse};
 use branchledger_types::{
     encoded_len, Block, BlockHeader, BranchId, CommitCertificate, CommittedBlock, Date, MemberId,
-    Record, RecordBody, SignedRecord, Vote, VoteKind,
+    Record, RecordBody, SignedRecord,
 };
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, StreamExt};
 use libp2p::multiaddr::Protocol;
@@ -692,14 +692,7 @@ async fn a_node_behind_on_records_still_hears_consensus_messages() {
 
     // The event loop did not wait for room: a vote sent now reaches `a`, which reads only its
     // urgent events (with one queue for both, the vote would sit behind the records for good).
-    let vote = Vote {
-        height: 1,
-        round: 0,
-        kind: VoteKind::Prevote,
-        block_id: None,
-        validator_index: 0,
-    }
-    .sign(CHAIN, &Keypair::from_seed([7; 32]));
+    let vote = nil_prevote(CHAIN);
     b.client
         .publish_consensus(ConsensusMessage::Vote(vote))
         .expect("publish");

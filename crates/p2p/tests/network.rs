@@ -8,9 +8,7 @@ use branchledger_crypto::Keypair;
 use branchledger_p2p::{Event, Multiaddr, Topic, Verdict};
 use branchledger_types::record::{MemberJoined, MemberStatus};
 use branchledger_types::wire::{ConsensusMessage, SyncRequest, SyncResponse};
-use branchledger_types::{
-    BranchId, Date, MemberId, Record, RecordBody, SignedRecord, Vote, VoteKind,
-};
+use branchledger_types::{BranchId, Date, MemberId, Record, RecordBody, SignedRecord};
 
 mod support;
 use support::*;
@@ -110,14 +108,7 @@ async fn genesis_peers_gossip_and_sync_while_a_stranger_is_refused() {
     assert_eq!(received, records, "every record arrives, in order");
 
     // A vote sent twice arrives twice: each sending is a distinct gossip message.
-    let vote = Vote {
-        height: 1,
-        round: 0,
-        kind: VoteKind::Prevote,
-        block_id: None,
-        validator_index: 0,
-    }
-    .sign(CHAIN, &Keypair::from_seed([7; 32]));
+    let vote = nil_prevote(CHAIN);
     for _ in 0..2 {
         a.client
             .publish_consensus(ConsensusMessage::Vote(vote))

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
+use branchledger_crypto::Keypair;
 use branchledger_p2p::{Client, Event, Events, Multiaddr, PeerId};
+use branchledger_types::{SignedVote, Vote, VoteKind};
 use prometheus_client::registry::Registry;
 
 /// Longest any awaited event or metric may take.
@@ -83,4 +85,17 @@ pub fn metric_value(text: &str, prefix: &str) -> f64 {
         .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// A nil prevote of validator 0 at height 1, round 0 of `chain` (its content does not matter
+/// to the network layer).
+pub fn nil_prevote(chain: &str) -> SignedVote {
+    Vote {
+        height: 1,
+        round: 0,
+        kind: VoteKind::Prevote,
+        block_id: None,
+        validator_index: 0,
+    }
+    .sign(chain, &Keypair::from_seed([7; 32]))
 }
