@@ -72,8 +72,7 @@ pub const COMMAND_QUEUE: usize = 8_192;
 ///
 /// Counted in events, not bytes. The largest event is a proposal with its block (at most the
 /// chain's `consensus_bytes_max`, itself at most [`GOSSIP_CONSENSUS_BYTES_MAX`], about
-/// 32 MiB); a record batch is at most [`GOSSIP_RECORDS_BYTES_MAX`] (2 MiB); a sync answer at
-/// most [`SYNC_RESPONSE_BYTES_MAX`] (about 40 MiB; only answers to this node's own requests,
+/// 32 MiB); a sync answer at most [`SYNC_RESPONSE_BYTES_MAX`] (about 40 MiB; only answers to this node's own requests,
 /// which it keeps to one in flight); a sync request is a few bytes. The worst case is
 /// therefore `EVENT_QUEUE` proposals, `EVENT_QUEUE * consensus_bytes_max` (about 128 GiB at the
 /// largest block limit), if allowed peers send distinct proposals faster than the node judges
