@@ -43,10 +43,16 @@ pub const EVIDENCE_KEPT_MAX: usize = 1_000;
 /// place of the current round's.
 pub const BLOCKS_KEPT_MAX: usize = 64;
 /// Compact proposals held while records they name are missing here, to be completed by the
-/// records topic (the whole block is asked for meanwhile). Only proposals signed by the
+/// records topic (the whole block is asked for after [`BLOCK_WANTED_DELAY`]). Only proposals signed by the
 /// proposer of their height and round, for the height being decided or the next, are held;
 /// when full, the one of the latest height and round goes first.
 pub const PENDING_BLOCKS_MAX: usize = 8;
+/// How long a compact proposal's block waits for its missing records from the records topic
+/// before it is asked for whole. The records a proposal names by id reached its proposer from
+/// peers, so they are nearly always on their way here too, often queued behind the proposal
+/// itself (the node loop takes consensus messages first); asking at once would have the
+/// proposer send the whole block to every peer for records that arrive a moment later.
+pub const BLOCK_WANTED_DELAY: Duration = Duration::from_millis(20);
 /// Most times a proposer answers requests for one block of its own whole. One answer reaches
 /// every peer, so this many covers every validator asking, and a peer asking again and again
 /// cannot make it send a large block without end.
@@ -163,6 +169,8 @@ struct PendingBlock {
     records: Vec<Option<SignedRecord>>,
     /// The missing records: their positions, by id.
     missing: HashMap<Hash, Vec<usize>>,
+    /// When to ask for the whole block if it is still incomplete; `None` once asked.
+    ask_at: Option<Instant>,
 }
 
 /// How compact proposals fared, counted since the last [`Driver::take_compact_counts`].
@@ -483,9 +491,10 @@ impl Driver {
     /// A proposal from a peer with its block in compact form: checked as
     /// [`Driver::on_proposal`] says, and refused as well when its record count is not the
     /// header's or above the chain's limit. The block is rebuilt from the records pending
-    /// here; when some are missing, the proposal still counts, the block is asked for whole
-    /// ([`Outbound::BlockWanted`]) and held ([`PENDING_BLOCKS_MAX`]) until the records topic
-    /// or the proposer's answer completes it, and is judged then.
+    /// here; when some are missing, the proposal still counts, the block is held
+    /// ([`PENDING_BLOCKS_MAX`]) until the records topic completes it or, still incomplete after
+    /// [`BLOCK_WANTED_DELAY`], it is asked for whole ([`Outbound::BlockWanted`]) and the
+    /// proposer's answer brings it, and is judged then.
     pub fn on_compact_proposal(
         &mut self,
         proposal: SignedProposal,
@@ -512,19 +521,14 @@ impl Driver {
                 self.compact.rebuilt += 1;
                 Some(block)
             }
-            Err(pending) => {
-                self.compact.wanted += 1;
+            Err(mut pending) => {
                 tracing::debug!(
                     height = p.height,
                     round = p.round,
                     missing = pending.missing.len(),
-                    "compact proposal lacks records here: asking for its block"
+                    "compact proposal lacks records here: waiting for them"
                 );
-                net.broadcast(Outbound::BlockWanted(BlockWanted {
-                    height: p.height,
-                    round: p.round,
-                    block_id: p.block_id,
-                }));
+                pending.ask_at = Some(now + BLOCK_WANTED_DELAY);
                 self.hold_pending(p.block_id, *pending);
                 None
             }
@@ -646,6 +650,27 @@ impl Driver {
         Ok(())
     }
 
+    /// Asks for the whole blocks of held compact proposals still incomplete at their time.
+    fn ask_for_pending_blocks(&mut self, now: Instant, net: &mut dyn Network) {
+        for (block_id, pending) in &mut self.pending {
+            if pending.ask_at.is_some_and(|at| at <= now) {
+                pending.ask_at = None;
+                self.compact.wanted += 1;
+                tracing::debug!(
+                    height = pending.header.height,
+                    round = pending.round,
+                    missing = pending.missing.len(),
+                    "compact proposal still lacks records: asking for its block"
+                );
+                net.broadcast(Outbound::BlockWanted(BlockWanted {
+                    height: pending.header.height,
+                    round: pending.round,
+                    block_id: *block_id,
+                }));
+            }
+        }
+    }
+
     /// The block of a compact proposal of `round` from the records here, or what is missing.
     fn rebuild(&self, compact: CompactBlock, round: Round) -> Result<Block, Box<PendingBlock>> {
         let mut records = Vec::with_capacity(compact.records.len());
@@ -674,6 +699,7 @@ impl Driver {
             header: compact.header,
             records,
             missing,
+            ask_at: None,
         }))
     }
 
@@ -833,11 +859,11 @@ impl Driver {
     /// When the next timer fires, if any is set.
     pub fn next_deadline(&self) -> Option<Instant> {
         let timer = self.timers.peek().map(|Reverse((at, ..))| *at);
-        let heartbeat = self.heartbeat_deadline();
-        match (timer, heartbeat) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let ask = self.pending.values().filter_map(|p| p.ask_at).min();
+        [timer, self.heartbeat_deadline(), ask]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn heartbeat_deadline(&self) -> Option<Instant> {
@@ -848,6 +874,7 @@ impl Driver {
 
     /// Fires every timer due at `now`.
     pub fn on_time(&mut self, now: Instant, net: &mut dyn Network) -> Result<(), DriverError> {
+        self.ask_for_pending_blocks(now, net);
         while let Some(Reverse((at, _, height, round, step))) = self.timers.peek().copied() {
             if at > now {
                 break;
@@ -869,7 +896,7 @@ impl Driver {
 
     /// Asks the core to send its current messages again (the network may have lost them).
     pub fn rebroadcast(&mut self, now: Instant, net: &mut dyn Network) -> Result<(), DriverError> {
-        for (block_id, pending) in &self.pending {
+        for (block_id, pending) in self.pending.iter().filter(|(_, p)| p.ask_at.is_none()) {
             net.broadcast(Outbound::BlockWanted(BlockWanted {
                 height: pending.header.height,
                 round: pending.round,
@@ -1793,9 +1820,11 @@ mod tests {
 
     #[test]
     fn a_validator_lacking_the_records_of_a_compact_proposal_gets_its_block_whole() {
-        // Validator 3 never hears the records topic.
+        // Validator 3 never hears the records topic, and validator 0's votes are lost, so the
+        // height needs validator 3's: it waits for the records, then asks for the block.
         let route: Router = Box::new(|to, message| match message {
             Outbound::Records(_) if to == 3 => Route::Drop,
+            Outbound::Vote(v) if v.vote.validator_index == 0 => Route::Drop,
             _ => Route::Deliver,
         });
         let (mut cluster, records) = submitted_to_validator_2(route, false, 0..4);
@@ -1822,6 +1851,9 @@ mod tests {
         });
         let (mut cluster, records) = submitted_to_validator_2(route, false, 0..3);
         assert_eq!(cluster.height(3), 0);
+        // Not asked for at once: the records may be on their way.
+        assert_eq!(compact_counts(&mut cluster)[3].wanted, 0);
+        cluster.run_until(BLOCK_WANTED_DELAY * 2, |_| false);
         assert_eq!(compact_counts(&mut cluster)[3].wanted, 1);
         cluster.route = Box::new(|to, message| match message {
             Outbound::Proposal(..) if to == 3 => Route::Drop,
@@ -1832,6 +1864,30 @@ mod tests {
             cluster.run_until(Duration::from_secs(30), |c| c.height(3) >= 1),
             "validator 3 did not complete the block from the records"
         );
+        assert_same_chain_with(&cluster, &records);
+    }
+
+    #[test]
+    fn records_arriving_just_after_their_compact_proposal_complete_it_without_asking() {
+        // Validator 3 gets the records after the proposal, before the block would be asked for.
+        let route: Router = Box::new(|to, message| match message {
+            Outbound::Records(_) if to == 3 => Route::Hold,
+            _ => Route::Deliver,
+        });
+        let (mut cluster, records) = submitted_to_validator_2(route, false, 0..3);
+        // Validator 3's timers run at the same instant: too early to ask for the block.
+        let now = cluster.now;
+        let mut out = Outbox::default();
+        cluster.driver(3).on_time(now, &mut out).expect("timer");
+        cluster.send(3, out);
+        cluster.route = Box::new(|_, _| Route::Deliver);
+        cluster.release_held();
+        assert!(
+            cluster.run_until(Duration::from_secs(30), |c| c.height(3) >= 1),
+            "validator 3 did not complete the block from the records"
+        );
+        let counts = compact_counts(&mut cluster);
+        assert_eq!((counts[3].wanted, counts[1].answered), (0, 0), "{counts:?}");
         assert_same_chain_with(&cluster, &records);
     }
 
