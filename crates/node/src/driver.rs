@@ -1755,7 +1755,9 @@ mod tests {
         // is ahead of it, and it prevotes nil. Validator 3's precommits of round 0 are lost, so
         // the round ends undecided, and in round 1 validator 2 proposes the same block again
         // (the valid value of the others). Over a second later, validator 0 judges it anew and
-        // prevotes it.
+        // prevotes it. Validator 3 decided in round 0 and moved on, so without validator 0's
+        // prevote the height would never decide: with the verdict of round 0 kept for the
+        // height, the chain halts here.
         let mut cluster = Cluster::new(4, 0);
         let behind_ms = cluster.genesis.consensus.max_clock_drift_ms + 500;
         cluster.restart_with_clock_behind(0, behind_ms);
