@@ -43,9 +43,9 @@ pub const EVIDENCE_KEPT_MAX: usize = 1_000;
 /// place of the current round's.
 pub const BLOCKS_KEPT_MAX: usize = 64;
 /// Compact proposals held while records they name are missing here, to be completed by the
-/// records topic (the whole block is asked for after [`BLOCK_WANTED_DELAY`]). Only proposals signed by the
-/// proposer of their height and round, for the height being decided or the next, are held;
-/// when full, the one of the latest height and round goes first.
+/// records topic (the whole block is asked for after [`BLOCK_WANTED_DELAY`]). Only proposals
+/// signed by the proposer of their height and round, for the height being decided or the next,
+/// are held; when full, the one of the latest height and round goes first.
 pub const PENDING_BLOCKS_MAX: usize = 8;
 /// How long a compact proposal's block waits for its missing records from the records topic
 /// before it is asked for whole. The records a proposal names by id reached its proposer from

@@ -72,12 +72,12 @@ pub const COMMAND_QUEUE: usize = 8_192;
 ///
 /// Counted in events, not bytes. The largest event is a proposal with its block (at most the
 /// chain's `consensus_bytes_max`, itself at most [`GOSSIP_CONSENSUS_BYTES_MAX`], about
-/// 32 MiB); a sync answer at most [`SYNC_RESPONSE_BYTES_MAX`] (about 40 MiB; only answers to this node's own requests,
-/// which it keeps to one in flight); a sync request is a few bytes. The worst case is
-/// therefore `EVENT_QUEUE` proposals, `EVENT_QUEUE * consensus_bytes_max` (about 128 GiB at the
-/// largest block limit), if allowed peers send distinct proposals faster than the node judges
-/// them. libp2p buffers a few more messages per connection. Only allowed peers can send, and
-/// invalid messages get a peer banned ([`PENALTY_THRESHOLD`]).
+/// 32 MiB); a sync answer at most [`SYNC_RESPONSE_BYTES_MAX`] (about 40 MiB; only answers to
+/// this node's own requests, which it keeps to one in flight); a sync request is a few bytes.
+/// The worst case is therefore `EVENT_QUEUE` proposals, `EVENT_QUEUE * consensus_bytes_max`
+/// (about 128 GiB at the largest block limit), if allowed peers send distinct proposals faster
+/// than the node judges them. libp2p buffers a few more messages per connection. Only allowed
+/// peers can send, and invalid messages get a peer banned ([`PENALTY_THRESHOLD`]).
 ///
 /// [`GOSSIP_CONSENSUS_BYTES_MAX`]: branchledger_types::wire::GOSSIP_CONSENSUS_BYTES_MAX
 pub const EVENT_QUEUE: usize = 4_096;
