@@ -821,6 +821,16 @@ mod tests {
 
     #[tokio::test]
     async fn consensus_messages_go_before_the_record_batches_queued_ahead_of_them() {
+        // The loop picks among its ready inputs at random, so one node told to stop at once
+        // may handle the vote by chance; five in a row without the priority hardly ever do.
+        for _ in 0..5 {
+            vote_handled_before_queued_record_batches().await;
+        }
+    }
+
+    /// A node stopped as soon as it starts, with record batches queued before a vote, has
+    /// handled the vote.
+    async fn vote_handled_before_queued_record_batches() {
         let dir = tempfile::tempdir().expect("temp dir");
         let now_ms = crate::devnet::now_ms();
         let (_handle, metrics, node) = node(dir.path(), now_ms);
@@ -855,8 +865,8 @@ mod tests {
                 message: ConsensusMessage::Vote(vote),
             })
             .expect("queued");
-        // Told to stop at once, the loop handles what it takes first and then stops: at most
-        // one record batch, and the vote before any of them.
+        // Told to stop at once, the loop handles what it takes first (the vote, whatever else it
+        // picks before it sees the stop) and then stops.
         let link = PeerLink {
             client,
             events: Events { urgent, records },
@@ -877,10 +887,5 @@ mod tests {
                 .sum()
         };
         assert_eq!(handled("consensus"), 1, "the vote went first");
-        assert!(
-            handled("records") <= 1,
-            "{} record batches",
-            handled("records")
-        );
     }
 }
