@@ -22,7 +22,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 pub use keys::{check_registered_key, KeyError, Keypair, PublicKey, Signature, Signer};
-pub use verify::{verify, BatchError, BatchVerifier, VerifyError};
+pub use verify::{verify, BatchError, BatchVerifier, VerifyError, PARALLEL_CHUNK};
 
 /// Length of a [`Hash`](struct@Hash) in bytes.
 pub const HASH_LEN: usize = 32;

@@ -7,9 +7,8 @@ use branchledger_crypto::{BatchVerifier, Hash};
 use branchledger_types::genesis::ConsensusParams;
 use branchledger_types::{
     encoded_len, merkle, Block, BlockHeader, CommitCertificate, CommittedBlock, Genesis, Round,
-    SignedRecord, ValidatorIndex, ValidatorSet,
+    ValidatorIndex, ValidatorSet,
 };
-use rayon::prelude::*;
 
 use crate::error::{Result, VerificationError};
 use crate::record::check_records;
@@ -121,7 +120,7 @@ pub fn checked_record_ids(block: &Block) -> Result<Vec<Hash>> {
             actual: block.records.len(),
         });
     }
-    let ids: Vec<Hash> = block.records.par_iter().map(SignedRecord::id).collect();
+    let ids: Vec<Hash> = crate::record::map_records(&block.records, |_, record| record.id());
     let mut first_seen: HashMap<Hash, usize> = HashMap::with_capacity(ids.len());
     for (index, id) in ids.iter().enumerate() {
         if let Some(first_index) = first_seen.insert(*id, index) {

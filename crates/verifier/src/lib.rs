@@ -23,4 +23,5 @@ pub use block::{
 pub use error::{RecordBatchError, Result, VerificationError};
 pub use record::{
     check_record_stateless, check_records, verify_record_signatures, verify_records_batch,
+    PARALLEL_RECORDS_MIN,
 };

@@ -1,7 +1,7 @@
 //! Record-level predicates: stateless rules, branch signatures and co-signatures
 //! (DESIGN.md §2–§3), one record at a time or batched over many.
 
-use branchledger_crypto::{verify, BatchVerifier, PublicKey};
+use branchledger_crypto::{verify, BatchVerifier, PublicKey, PARALLEL_CHUNK};
 use branchledger_types::{Genesis, SignedRecord};
 use rayon::prelude::*;
 
@@ -99,19 +99,16 @@ pub fn verify_records_batch(
     genesis: &Genesis,
     records: &[SignedRecord],
 ) -> Result<(), RecordBatchError> {
-    // Building the messages encodes every record; do it on all cores too.
-    let messages: Vec<RecordMessages> = records
-        .par_iter()
-        .map(|record| RecordMessages {
-            key: branch_key(genesis, record),
-            message: record.signing_message(),
-            co_message: if record.co_signatures.is_empty() {
-                Vec::new()
-            } else {
-                record.record.co_signing_message()
-            },
-        })
-        .collect();
+    // Building the messages encodes every record; a large batch does it on all cores too.
+    let messages: Vec<RecordMessages> = map_records(records, |_, record| RecordMessages {
+        key: branch_key(genesis, record),
+        message: record.signing_message(),
+        co_message: if record.co_signatures.is_empty() {
+            Vec::new()
+        } else {
+            record.record.co_signing_message()
+        },
+    });
 
     let mut bad: Vec<(usize, branchledger_crypto::Hash, VerificationError)> = Vec::new();
     let mut slots = Vec::with_capacity(records.len());
@@ -176,14 +173,14 @@ pub fn verify_records_batch(
 /// [`check_record_stateless`] over many records, then [`verify_records_batch`]; every bad
 /// record is named, stateless faults before signature faults for the same record.
 pub fn check_records(genesis: &Genesis, records: &[SignedRecord]) -> Result<(), RecordBatchError> {
-    let mut bad: Vec<(usize, branchledger_crypto::Hash, VerificationError)> = records
-        .par_iter()
-        .enumerate()
-        .filter_map(|(index, record)| {
+    let mut bad: Vec<(usize, branchledger_crypto::Hash, VerificationError)> =
+        map_records(records, |index, record| {
             check_record_stateless(genesis, record)
                 .err()
                 .map(|error| (index, record.id(), error))
         })
+        .into_iter()
+        .flatten()
         .collect();
     if let Err(error) = verify_records_batch(genesis, records) {
         bad.extend(error.bad);
@@ -193,5 +190,30 @@ pub fn check_records(genesis: &Genesis, records: &[SignedRecord]) -> Result<(), 
     } else {
         bad.sort_by_key(|b| b.0);
         Err(RecordBatchError { bad })
+    }
+}
+
+/// Batches of fewer records than this are worked through on the calling thread, larger ones
+/// on all cores. Handing a few records to rayon's pool costs more than the work: the caller
+/// (a node's event loop, outside the pool) waits on a latch while a worker is woken, and the
+/// workers spin for a while after each job before they sleep, on cores the node's other
+/// threads need. Equal to the signature batches' [`PARALLEL_CHUNK`], the size below which
+/// [`BatchVerifier::verify_parallel`] stays on one thread.
+pub const PARALLEL_RECORDS_MIN: usize = PARALLEL_CHUNK;
+
+/// `f(index, record)` for every record, in order; on all cores only for a large batch.
+pub(crate) fn map_records<'a, T, F>(records: &'a [SignedRecord], f: F) -> Vec<T>
+where
+    T: Send,
+    F: Fn(usize, &'a SignedRecord) -> T + Sync + Send,
+{
+    if records.len() < PARALLEL_RECORDS_MIN {
+        records.iter().enumerate().map(|(i, r)| f(i, r)).collect()
+    } else {
+        records
+            .par_iter()
+            .enumerate()
+            .map(|(i, r)| f(i, r))
+            .collect()
     }
 }
