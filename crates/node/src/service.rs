@@ -35,6 +35,54 @@ pub const REBROADCAST_INTERVAL: Duration = Duration::from_secs(2);
 /// the rest.
 pub const URGENT_EVENTS_IN_A_ROW_MAX: usize = 64;
 
+/// A record batch counts as useless against the peer that sent it (harmless alone; a flood
+/// of them gets the peer banned, `branchledger_p2p::USELESS_PER_PENALTY`) only if every record
+/// in it had been committed here at least this long before the batch arrived. A batch that
+/// waited in this node's record queue while its records were committed, or one that an honest
+/// peer a few blocks behind passed on, is not the sender's fault; a replay of old records is.
+pub const STALE_RECORDS_AGE: Duration = Duration::from_secs(30);
+/// Most commit times the node keeps to apply [`STALE_RECORDS_AGE`]; a height older than those
+/// kept is taken to be committed when the oldest kept one was.
+pub const COMMIT_TIMES_KEPT: usize = 4_096;
+
+/// When this node committed its recent heights, oldest first.
+#[derive(Debug, Default)]
+struct CommitTimes {
+    times: std::collections::VecDeque<(Height, Instant)>,
+}
+
+impl CommitTimes {
+    /// Notes that `height` (above every height noted before) was committed at `at`.
+    fn committed(&mut self, height: Height, at: Instant) {
+        if self.times.len() >= COMMIT_TIMES_KEPT {
+            self.times.pop_front();
+        }
+        self.times.push_back((height, at));
+    }
+
+    /// True if `height` is known to have been committed here no later than `at`. Heights
+    /// commit in order, so the first noted height at or above it bounds its commit time; a
+    /// height above every noted one is not known to be committed by then.
+    fn committed_by(&self, height: Height, at: Instant) -> bool {
+        let first_at_or_above = self.times.partition_point(|(h, _)| *h < height);
+        self.times
+            .get(first_at_or_above)
+            .is_some_and(|(_, committed_at)| *committed_at <= at)
+    }
+
+    /// True if every answer says the record was committed [`STALE_RECORDS_AGE`] or more
+    /// before `received` (and there is at least one answer).
+    fn all_stale(&self, results: &[Result<Hash, AdmitError>], received: Instant) -> bool {
+        let Some(cutoff) = received.checked_sub(STALE_RECORDS_AGE) else {
+            return false;
+        };
+        !results.is_empty()
+            && results.iter().all(|r| {
+                matches!(r, Err(AdmitError::Committed(_, height)) if self.committed_by(*height, cutoff))
+            })
+    }
+}
+
 /// A request to the node loop.
 pub enum Command {
     /// Admit records (already signed) and gossip them.
@@ -210,12 +258,23 @@ pub struct NodeLoop {
     admitted_at: HashMap<Hash, Instant>,
     sync: SyncState,
     last_commit: Instant,
+    commit_times: CommitTimes,
 }
 
 /// A node loop and the handle to command it.
 pub fn new(driver: Driver, metrics: Arc<Metrics>) -> (NodeHandle, NodeLoop) {
     let (sender, receiver) = mpsc::channel(COMMAND_QUEUE);
     let (committed, _) = broadcast::channel(COMMITTED_ANNOUNCEMENTS);
+    // What the store holds was committed by now (at the latest).
+    let mut commit_times = CommitTimes::default();
+    if let Some(tip) = driver
+        .ledger()
+        .next_height()
+        .ok()
+        .and_then(|h| h.checked_sub(1))
+    {
+        commit_times.committed(tip, Instant::now());
+    }
     (
         NodeHandle {
             commands: sender,
@@ -230,6 +289,7 @@ pub fn new(driver: Driver, metrics: Arc<Metrics>) -> (NodeHandle, NodeLoop) {
             admitted_at: HashMap::new(),
             sync: SyncState::default(),
             last_commit: Instant::now(),
+            commit_times,
         },
     )
 }
@@ -360,6 +420,7 @@ impl NodeLoop {
                 source,
                 message_id,
                 records,
+                received,
             } => {
                 let results = self.driver.submit(records, false, now, net)?;
                 let verdict = if results
@@ -372,13 +433,10 @@ impl NodeLoop {
                 } else {
                     Verdict::Ignore
                 };
-                // Nothing new in it (every record already committed, or none at all): harmless
-                // alone, but it cost checks and store reads; a peer flooding them is banned.
-                if verdict == Verdict::Ignore
-                    && results
-                        .iter()
-                        .all(|r| matches!(r, Err(AdmitError::Committed(..))))
-                {
+                // Nothing new in it, and not for a while before it arrived (every record
+                // committed `STALE_RECORDS_AGE` before): harmless alone, but it cost checks and
+                // store reads; a peer flooding them is banned.
+                if verdict == Verdict::Ignore && self.commit_times.all_stale(&results, received) {
                     let _ = client.report_useless(source, "record batch already committed");
                 }
                 self.report(client, "records", message_id, source, verdict);
@@ -586,6 +644,8 @@ impl NodeLoop {
     fn after_step(&mut self) {
         for committed in self.driver.take_committed() {
             self.last_commit = Instant::now();
+            self.commit_times
+                .committed(committed.height, self.last_commit);
             self.metrics.blocks_committed.inc();
             self.metrics
                 .records_committed
@@ -663,6 +723,43 @@ mod tests {
     };
     use branchledger_types::record::{MemberJoined, MemberStatus};
     use branchledger_types::{BranchId, Date, Genesis, MemberId, Record, RecordBody};
+
+    #[test]
+    fn a_record_batch_is_useless_only_if_its_records_were_committed_well_before_it_arrived() {
+        let start = Instant::now();
+        let at = |seconds: u64| start + Duration::from_secs(seconds);
+        let committed = |height: Height| Err(AdmitError::Committed(Hash::ZERO, height));
+        let mut times = CommitTimes::default();
+        times.committed(5, at(0));
+        times.committed(6, at(40));
+        times.committed(9, at(50));
+        let age = STALE_RECORDS_AGE.as_secs();
+
+        // Committed more than the age before the batch arrived: a replay.
+        assert!(times.all_stale(&[committed(5), committed(5)], at(age + 1)));
+        // A height older than every one kept was committed before the oldest kept one.
+        assert!(times.all_stale(&[committed(3)], at(age)));
+        // Committed, but not that long before it arrived.
+        assert!(!times.all_stale(&[committed(5)], at(age - 1)));
+        // Committed after it arrived: it waited in this node's queue meanwhile.
+        assert!(!times.all_stale(&[committed(6)], at(age + 1)));
+        // A height skipped in the notes (synced with a later one) is bounded by the next.
+        assert!(!times.all_stale(&[committed(8)], at(age + 49)));
+        assert!(times.all_stale(&[committed(8)], at(age + 50)));
+        // Committed at a height not noted yet.
+        assert!(!times.all_stale(&[committed(10)], at(1_000)));
+        // One record that was news, or none at all: not useless.
+        assert!(!times.all_stale(&[committed(5), Ok(Hash::ZERO)], at(1_000)));
+        assert!(!times.all_stale(&[], at(1_000)));
+
+        // The notes are bounded; the oldest kept then stands for every height before it.
+        for height in 10..(10 + COMMIT_TIMES_KEPT as Height) {
+            times.committed(height, at(100));
+        }
+        assert_eq!(times.times.len(), COMMIT_TIMES_KEPT);
+        assert!(!times.all_stale(&[committed(5)], at(age + 99)));
+        assert!(times.all_stale(&[committed(5)], at(age + 100)));
+    }
 
     fn genesis(now_ms: u64) -> Genesis {
         Genesis {
@@ -847,6 +944,7 @@ mod tests {
                     source,
                     message_id: MessageId::from(vec![n]),
                     records: vec![joining_of(now_ms, u64::from(n) + 1)],
+                    received: Instant::now(),
                 })
                 .expect("queued");
         }

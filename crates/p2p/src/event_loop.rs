@@ -525,6 +525,7 @@ impl EventLoop {
                     source: propagation_source,
                     message_id: message_id.clone(),
                     records: batch.records,
+                    received: Instant::now(),
                 }),
                 Err(error) => Err(("records", error.to_string())),
             }

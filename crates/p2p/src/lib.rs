@@ -39,7 +39,7 @@ pub mod ports;
 mod serving;
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use branchledger_types::wire::{
     ConsensusMessage, SyncRequest, SyncResponse, SYNC_RESPONSE_BYTES_MAX,
@@ -244,6 +244,10 @@ pub enum Event {
         message_id: MessageId,
         /// The records.
         records: Vec<SignedRecord>,
+        /// When the swarm handed the batch over. It may wait on the records queue before the
+        /// node reads it, and what was news when it arrived may be committed by then: that is
+        /// not the sender's fault.
+        received: Instant,
     },
     /// A consensus message, to judge and report.
     Consensus {
@@ -372,7 +376,9 @@ impl Client {
 
     /// Counts a useless and costly message against `peer`: one the node had to work on (decode,
     /// verify, look up) to find it useless, and that an honest peer sends rarely — e.g. a record
-    /// batch whose every record is already committed. The message's verdict is still reported
+    /// batch whose every record was committed long before it arrived ([`Event::Records`] says
+    /// when it did: what was news then may have been committed while it waited in the records
+    /// queue, which is no fault of the sender). The message's verdict is still reported
     /// with [`Client::report`] (as [`Verdict::Ignore`]); this only counts. Every
     /// [`USELESS_PER_PENALTY`] such messages count as one invalid message, so a peer flooding
     /// them is disconnected and refused like one sending invalid messages.

@@ -95,6 +95,7 @@ async fn genesis_peers_gossip_and_sync_while_a_stranger_is_refused() {
                 source,
                 message_id,
                 records,
+                ..
             } => {
                 assert_eq!(source, a.peer);
                 b.client
