@@ -250,13 +250,19 @@ fn stateless_record_checks_name_chain_and_field() {
     }
 }
 
-/// More items than one parallel chunk of the batch verifier, so the split path is used.
-const BATCH_RECORDS: usize = 300;
-
 #[test]
 fn record_batch_names_every_bad_record_and_agrees_with_single_checks() {
+    // Fewer records than `PARALLEL_RECORDS_MIN`, all checked on the calling thread; and more
+    // than one parallel chunk of the batch verifier, so the split paths are used.
+    for count in [PARALLEL_RECORDS_MIN - 1, 300] {
+        names_every_bad_record(count);
+    }
+}
+
+fn names_every_bad_record(count: usize) {
     let genesis = genesis();
-    let mut records: Vec<SignedRecord> = (0..BATCH_RECORDS)
+    let last = count - 18;
+    let mut records: Vec<SignedRecord> = (0..count)
         .map(|i| {
             if i % 3 == 0 {
                 co_signed_study(i % BRANCHES, i as u64)
@@ -269,7 +275,7 @@ fn record_batch_names_every_bad_record_and_agrees_with_single_checks() {
     assert_eq!(check_records(&genesis, &records), Ok(()));
 
     // Tampered content at 4, unknown branch at 7, bad co-signature at 150, bad branch
-    // signature and bad co-signature at 282.
+    // signature and bad co-signature at `last`.
     if let RecordBody::StudySession(body) = &mut records[4].record.body {
         body.material.push('!');
     }
@@ -283,11 +289,11 @@ fn record_batch_names_every_bad_record_and_agrees_with_single_checks() {
         co_signatures[0].signature.0[0] ^= 1;
         re_signed(&records[150], co_signatures, 150 % BRANCHES)
     };
-    records[282].signature.0[63] ^= 0x10;
-    records[282].co_signatures[0].signature.0[5] ^= 2;
+    records[last].signature.0[63] ^= 0x10;
+    records[last].co_signatures[0].signature.0[5] ^= 2;
 
     let error = verify_records_batch(&genesis, &records).expect_err("four bad records");
-    assert_eq!(error.indices(), vec![4, 7, 150, 282]);
+    assert_eq!(error.indices(), vec![4, 7, 150, last]);
     let reasons: Vec<(usize, &VerificationError)> = error
         .bad
         .iter()
@@ -313,11 +319,11 @@ fn record_batch_names_every_bad_record_and_agrees_with_single_checks() {
     ));
     assert!(matches!(
         reasons[3],
-        (282, VerificationError::BadRecordSignature { .. })
+        (i, VerificationError::BadRecordSignature { .. }) if i == last
     ));
     assert!(matches!(
         reasons[4],
-        (282, VerificationError::BadCoSignature { .. })
+        (i, VerificationError::BadCoSignature { .. }) if i == last
     ));
     assert_eq!(reasons.len(), 5);
     for (index, record_id, _) in &error.bad {
