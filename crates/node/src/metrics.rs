@@ -53,6 +53,9 @@ pub struct Metrics {
     pub evidence: Gauge,
     /// Gossip messages judged by this node, by topic and verdict.
     pub gossip_verdicts: Family<VerdictLabels, Counter>,
+    /// Record batches judged too late to report the verdict to gossipsub: they waited on the
+    /// records queue longer than `branchledger_p2p::GOSSIP_VERDICT_WINDOW`.
+    pub gossip_verdicts_late: Counter,
     /// Compact proposals, by what happened to them here.
     pub compact_proposals: Family<CompactLabels, Counter>,
 }
@@ -100,6 +103,7 @@ impl Metrics {
             blocks_synced: Counter::default(),
             evidence: Gauge::default(),
             gossip_verdicts: Family::default(),
+            gossip_verdicts_late: Counter::default(),
             compact_proposals: Family::default(),
             registry: Registry::default(),
         };
@@ -154,6 +158,12 @@ impl Metrics {
             "gossip_verdicts",
             "Gossip messages judged by this node, by topic and verdict (accept, reject, ignore)",
             metrics.gossip_verdicts.clone(),
+        );
+        registry.register(
+            "gossip_verdicts_late",
+            "Record batches judged after waiting longer than gossipsub keeps messages: not \
+             reported to it, not relayed",
+            metrics.gossip_verdicts_late.clone(),
         );
         registry.register(
             "compact_proposals",

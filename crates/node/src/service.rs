@@ -439,7 +439,14 @@ impl NodeLoop {
                 if verdict == Verdict::Ignore && self.commit_times.all_stale(&results, received) {
                     let _ = client.report_useless(source, "record batch already committed");
                 }
-                self.report(client, "records", message_id, source, verdict);
+                if received.elapsed() < branchledger_p2p::GOSSIP_VERDICT_WINDOW {
+                    self.report(client, "records", message_id, source, verdict);
+                } else {
+                    // It waited on the records queue so long that gossipsub has likely let it
+                    // go: a verdict would change nothing there and only log a warning.
+                    self.count_verdict("records", verdict);
+                    self.metrics.gossip_verdicts_late.inc();
+                }
             }
             Event::Consensus {
                 source,
@@ -524,6 +531,12 @@ impl NodeLoop {
         source: PeerId,
         verdict: Verdict,
     ) {
+        self.count_verdict(topic, verdict);
+        let _ = client.report(message_id, source, verdict);
+    }
+
+    /// Counts a verdict on a gossip message in the metrics.
+    fn count_verdict(&self, topic: &'static str, verdict: Verdict) {
         if verdict == Verdict::Reject {
             self.metrics.messages_rejected.inc();
         }
@@ -539,7 +552,6 @@ impl NodeLoop {
                 verdict: verdict_label,
             })
             .inc();
-        let _ = client.report(message_id, source, verdict);
     }
 
     fn handle(&mut self, command: Command, net: &mut dyn Network) -> Result<(), DriverError> {
@@ -914,6 +926,52 @@ mod tests {
         assert_eq!(answer, Some(Ok(1)));
         let _ = stop.send(());
         task.await.expect("task").expect("clean stop");
+    }
+
+    #[tokio::test]
+    async fn a_record_batch_judged_after_gossipsub_let_it_go_is_counted_not_reported() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let now_ms = crate::devnet::now_ms();
+        let (_handle, metrics, mut node) = node(dir.path(), now_ms);
+        let (client, _event_loop) = crate::peers::tests::client();
+        let mut net = GossipNetwork::new(client.clone(), metrics.gossip_dropped.clone());
+        let (serve, _serving) = mpsc::channel(1);
+        let accepted = || {
+            metrics
+                .gossip_verdicts
+                .get_or_create(&crate::metrics::VerdictLabels {
+                    topic: "records",
+                    verdict: "accept",
+                })
+                .get()
+        };
+        let waited = |n: u8, wait: Duration| Event::Records {
+            source: PeerId::random(),
+            message_id: MessageId::from(vec![n]),
+            records: vec![joining_of(now_ms, u64::from(n))],
+            received: Instant::now()
+                .checked_sub(wait)
+                .expect("an instant that long ago"),
+        };
+        // Judged at once: reported to gossipsub.
+        node.handle_event(waited(1, Duration::ZERO), &mut net, &client, &serve)
+            .expect("handled");
+        assert_eq!((accepted(), metrics.gossip_verdicts_late.get()), (1, 0));
+        // Just inside the window: still reported.
+        let inside = branchledger_p2p::GOSSIP_VERDICT_WINDOW - Duration::from_millis(500);
+        node.handle_event(waited(2, inside), &mut net, &client, &serve)
+            .expect("handled");
+        assert_eq!((accepted(), metrics.gossip_verdicts_late.get()), (2, 0));
+        // Past it: admitted all the same and counted, but not reported.
+        let past = branchledger_p2p::GOSSIP_VERDICT_WINDOW + Duration::from_secs(1);
+        node.handle_event(waited(3, past), &mut net, &client, &serve)
+            .expect("handled");
+        assert_eq!((accepted(), metrics.gossip_verdicts_late.get()), (3, 1));
+        assert_eq!(
+            node.driver.mempool().len(),
+            3,
+            "every batch's record admitted"
+        );
     }
 
     #[tokio::test]

@@ -25,9 +25,9 @@ use crate::penalties::Penalties;
 use crate::serving::Serving;
 use crate::{
     Command, Config, Event, P2pError, Responder, Topic, Verdict, BAN_DURATION,
-    CONNECTIONS_PER_PEER_MAX, DIAL_TIMEOUT, IDLE_CONNECTION_TIMEOUT, INBOUND_HANDSHAKE_TIMEOUT,
-    PENALTY_THRESHOLD, PENDING_INCOMING_MAX, RECORD_FLUSH_INTERVAL, REDIAL_INTERVAL,
-    SYNC_REQUEST_TIMEOUT, SYNC_STREAMS_PER_CONNECTION_MAX,
+    CONNECTIONS_PER_PEER_MAX, DIAL_TIMEOUT, GOSSIP_HEARTBEAT, GOSSIP_HISTORY_HEARTBEATS,
+    IDLE_CONNECTION_TIMEOUT, INBOUND_HANDSHAKE_TIMEOUT, PENALTY_THRESHOLD, PENDING_INCOMING_MAX,
+    RECORD_FLUSH_INTERVAL, REDIAL_INTERVAL, SYNC_REQUEST_TIMEOUT, SYNC_STREAMS_PER_CONNECTION_MAX,
 };
 
 /// Room for the record batch's own framing inside the topic's size limit.
@@ -104,6 +104,8 @@ impl EventLoop {
             // No message-level signatures: records and votes carry their own, and noise
             // authenticates the connection. Ids are therefore content hashes.
             .validation_mode(gossipsub::ValidationMode::Anonymous)
+            .heartbeat_interval(GOSSIP_HEARTBEAT)
+            .history_length(GOSSIP_HISTORY_HEARTBEATS as usize)
             .message_id_fn(|message: &gossipsub::Message| {
                 MessageId::from(blake3::hash(&message.data).as_bytes()[..20].to_vec())
             })

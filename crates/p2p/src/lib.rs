@@ -125,6 +125,18 @@ const _: () = assert!(SYNC_SERVING_PER_PEER_MAX < SYNC_SERVING_MAX);
 /// limit), about 160 MiB. While an answer is encoded its blocks and its bytes exist together,
 /// for a moment; decoded blocks take somewhat more memory than their encoding.
 pub const SYNC_ANSWERS_BYTES_MAX: usize = SYNC_SERVING_MAX * SYNC_RESPONSE_BYTES_MAX;
+/// Gossipsub's heartbeat: each one, the oldest slot of its message cache is let go.
+pub const GOSSIP_HEARTBEAT: Duration = Duration::from_secs(1);
+/// Heartbeats a gossip message stays in gossipsub's cache, waiting for the node's verdict
+/// (then to be forwarded, or dropped).
+pub const GOSSIP_HISTORY_HEARTBEATS: u32 = 5;
+/// How long after its arrival a gossip message is surely still in gossipsub's cache: the
+/// cache's slots less the one in progress. A record batch the node judges later than this
+/// (it waited that long on the records queue) may be gone from it: its verdict would change
+/// nothing (no forwarding, no penalty there) and only log a warning, so the node does not
+/// report it ([`Client::report`]) and counts it instead.
+pub const GOSSIP_VERDICT_WINDOW: Duration =
+    Duration::from_secs(GOSSIP_HEARTBEAT.as_secs() * (GOSSIP_HISTORY_HEARTBEATS as u64 - 1));
 /// Invalid messages from one peer within [`PENALTY_WINDOW`] that get it disconnected.
 pub const PENALTY_THRESHOLD: u32 = 20;
 /// Messages reported with [`Client::report_useless`] that count as one invalid message: a peer
