@@ -9,7 +9,7 @@ use branchledger_types::codec::{decode, encode};
 use branchledger_types::{CommittedBlock, Hash};
 use rocksdb::{
     BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor,
-    DBCompressionType, Env, Options, WriteBatch, WriteOptions, DB,
+    DBCompressionType, Options, WriteBatch, WriteOptions, DB,
 };
 
 use crate::chain::{plan_commit, ChainReader, ChainWriter};
@@ -295,16 +295,6 @@ impl RocksStore {
         db_options.create_missing_column_families(true);
         db_options.set_max_open_files(options.max_open_files);
         db_options.set_db_write_buffer_size(options.write_buffers_bytes);
-        if options.compact && !options.read_only {
-            // Compactions (RocksDB's low-priority pool) run at the lowest CPU priority, so they
-            // take the cycles the node leaves idle rather than those of consensus and commits.
-            // Flushes keep their own pool at normal priority: a memtable that cannot flush
-            // stalls writes at once, a compaction that waits only lets level 0 grow (RocksDB
-            // slows writes only at 20 files there).
-            let mut env = Env::new().map_err(|e| open_error(format!("environment: {e}")))?;
-            env.lower_thread_pool_cpu_priority();
-            db_options.set_env(&env);
-        }
         let descriptors: Vec<ColumnFamilyDescriptor> = Column::all()
             .map(|column| {
                 ColumnFamilyDescriptor::new(column.name(), column_options(options, &cache))
@@ -626,62 +616,6 @@ crate::chain::impl_state_reader!(RocksStore);
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The nice value of each of this process's threads named `name`, from `/proc`.
-    fn nice_of_threads(name: &str) -> Vec<i64> {
-        let mut nice = Vec::new();
-        for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
-            let task = task.expect("task").path();
-            let Ok(comm) = std::fs::read_to_string(task.join("comm")) else {
-                continue; // The thread ended meanwhile.
-            };
-            if comm.trim() != name {
-                continue;
-            }
-            nice.push(nice_in(&task.join("stat")));
-        }
-        nice
-    }
-
-    /// The nice value in a `/proc/…/stat` file (its 19th field).
-    fn nice_in(stat: &Path) -> i64 {
-        let stat = std::fs::read_to_string(stat).expect("stat");
-        // The fields after the command's closing parenthesis start with the third.
-        let after = &stat[stat.rfind(')').expect("stat format") + 2..];
-        let field = after.split(' ').nth(16).expect("nice field");
-        field.parse().expect("nice value")
-    }
-
-    #[test]
-    fn compactions_run_at_the_lowest_cpu_priority_and_flushes_do_not() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = RocksStore::open(dir.path()).expect("open");
-        let cf = store
-            .cf(Column::State(Table::Members))
-            .expect("column family");
-        // Two level-0 files, then a compaction of them (on the low-priority pool).
-        for round in 0..2u8 {
-            for key in 0..100u8 {
-                store.db.put_cf(cf, [round, key], [key]).expect("put");
-            }
-            store.db.flush_cf(cf).expect("flush");
-        }
-        store.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
-        let compaction = nice_of_threads("rocksdb:low");
-        assert!(!compaction.is_empty(), "no compaction thread found");
-        assert!(
-            compaction.iter().all(|&nice| nice == 19),
-            "compaction threads' nice values: {compaction:?}"
-        );
-        // Flushes keep the priority the process has.
-        let process = nice_in(Path::new("/proc/self/stat"));
-        let flush = nice_of_threads("rocksdb:high");
-        assert!(!flush.is_empty(), "no flush thread found");
-        assert!(
-            flush.iter().all(|&nice| nice == process),
-            "flush threads' nice values: {flush:?}, the process's {process}"
-        );
-    }
 
     #[test]
     fn a_value_read_across_a_commit_is_not_kept() {
